@@ -1,0 +1,1 @@
+"""AI plugin SDK, registry, worker process and built-in plugins. No Qt; torch/MONAI imported lazily."""

@@ -1,0 +1,1 @@
+"""Headless application logic: session, tool dispatch, undo, proposal review, autosave. No Qt."""

@@ -1,0 +1,1 @@
+"""Volumes, geometry, segmentations, edit operations, I/O and the audit log. No Qt, no VTK."""

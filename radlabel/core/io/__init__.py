@@ -1,0 +1,1 @@
+"""Readers and writers of image volumes; :func:`radlabel.core.io.loader.open_path` is the entry point."""

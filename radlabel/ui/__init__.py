@@ -1,0 +1,1 @@
+"""Qt + VTK desktop user interface."""
