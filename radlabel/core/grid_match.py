@@ -48,9 +48,7 @@ def match_grids(
     return IndexMap(matrix.astype(np.int64), offset.astype(np.int64), error)
 
 
-def reorder_ijk(
-    array_ijk: NDArray[Any], index_map: IndexMap, target_size: tuple[int, int, int]
-) -> NDArray[Any]:
+def reorder_ijk(array_ijk: NDArray[Any], index_map: IndexMap, target_size: tuple[int, int, int]) -> NDArray[Any]:
     """Place an (i, j, k)-indexed source array on the target grid (entries outside the source stay 0)."""
     matrix = index_map.matrix
     permutation = [int(np.nonzero(matrix[row])[0][0]) for row in range(3)]

@@ -20,9 +20,7 @@ def reference_volumes(path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
     return lps_to_ras_affine(image.affine), arrays
 
 
-def assert_same_in_world(
-    volume: Volume, ref_affine: np.ndarray, ref_ijk: np.ndarray, atol: float = 1e-3
-) -> None:
+def assert_same_in_world(volume: Volume, ref_affine: np.ndarray, ref_ijk: np.ndarray, atol: float = 1e-3) -> None:
     """Every reference voxel centre is one of ours (within atol mm) and holds the same value."""
     index_map = match_grids(ref_affine, ref_ijk.shape, volume.affine, tolerance_mm=atol)
     assert index_map is not None, (

@@ -99,11 +99,7 @@ def test_gantry_tilt_is_corrected_like_dcm2niix(shared_data: Path) -> None:
     assert loaded.info.extra["resampled"] is True
     # The delivered grid is orthogonal and regular: its k axis is the slice normal.
     assert (
-        abs(
-            float(np.dot(volume.direction[:, 2], np.cross(volume.direction[:, 0], volume.direction[:, 1])))
-            - 1
-        )
-        < 1e-9
+        abs(float(np.dot(volume.direction[:, 2], np.cross(volume.direction[:, 0], volume.direction[:, 1]))) - 1) < 1e-9
     )
     affine, arrays = reference_volumes(folder / "Ref_regen" / "_2_Tilt_Eq_1.nii.gz")
     reference = arrays[0]

@@ -164,9 +164,7 @@ def _first(seq_item: Dataset | None, keyword: str) -> Dataset | None:
     return item
 
 
-def records_from_dataset(
-    ds: Dataset, source: DicomSource, offset: int | None, length: int | None
-) -> list[FrameRecord]:
+def records_from_dataset(ds: Dataset, source: DicomSource, offset: int | None, length: int | None) -> list[FrameRecord]:
     """Records for every image plane of one DICOM object; raises NoPixelDataError for non-images."""
     if "Rows" not in ds or "Columns" not in ds:
         modality = str(ds.get("Modality", "") or "")
@@ -185,9 +183,7 @@ def records_from_dataset(
         raise NoPixelDataError(f"colour image ({photometric}) is not a greyscale volume", source.name)
     sop_class = str(ds.get("SOPClassUID", ""))
     if sop_class.startswith("1.2.840.10008.5.1.4.1.1.66"):
-        raise NoPixelDataError(
-            "DICOM SEG (a segmentation, open it on its image with import-seg)", source.name
-        )
+        raise NoPixelDataError("DICOM SEG (a segmentation, open it on its image with import-seg)", source.name)
 
     rows, cols = int(ds.Rows), int(ds.Columns)
     n_frames = int(_float(ds.get("NumberOfFrames", 1), 1.0) or 1)
@@ -436,6 +432,4 @@ def _enhanced_split_keys(group: Any, content: Dataset | None) -> dict[str, Any]:
 
 
 def _copy(record: FrameRecord) -> FrameRecord:
-    return FrameRecord(
-        **{**record.__dict__, "extra": dict(record.extra), "split_keys": dict(record.split_keys)}
-    )
+    return FrameRecord(**{**record.__dict__, "extra": dict(record.extra), "split_keys": dict(record.split_keys)})

@@ -71,9 +71,7 @@ def group_series(records: list[FrameRecord]) -> list[SeriesGroup]:
         by_geometry: dict[tuple[Any, ...], list[FrameRecord]] = defaultdict(list)
         for record in members:
             by_geometry[_geometry_key(record)].append(record)
-        parts = sorted(
-            by_geometry.values(), key=lambda part: (-len(part), min(r.instance_number for r in part))
-        )
+        parts = sorted(by_geometry.values(), key=lambda part: (-len(part), min(r.instance_number for r in part)))
         note = ""
         if len(parts) > 1:
             sizes = ", ".join(

@@ -45,15 +45,9 @@ class PixelReader:
         self._cache: NDArray[Any] | None = None
 
     def read(self, record: FrameRecord) -> NDArray[Any]:
-        if (
-            record.transfer_syntax in NATIVE_SYNTAXES
-            and record.pixel_offset is not None
-            and record.mosaic_tile is None
-        ):
-            if record.source.is_plain_file:
-                plane = self._read_native(record)
-            else:
-                plane = self._decoded(record)
+        native = record.transfer_syntax in NATIVE_SYNTAXES and record.pixel_offset is not None
+        if native and record.mosaic_tile is None and record.source.is_plain_file:
+            plane = self._read_native(record)
         else:
             plane = self._decoded(record)
         return fix_unused_bits(plane, record)
@@ -70,8 +64,7 @@ class PixelReader:
             raise CorruptPixelDataError(f"pixel data cannot be read ({exc})", record.source.name) from exc
         if values.size != count:
             raise CorruptPixelDataError(
-                f"pixel data are truncated: {values.size * dtype.itemsize} of {count * dtype.itemsize} bytes "
-                "present",
+                f"pixel data are truncated: {values.size * dtype.itemsize} of {count * dtype.itemsize} bytes present",
                 record.source.name,
             )
         return values.reshape(record.rows, record.cols).astype(dtype.newbyteorder("="), copy=False)
@@ -119,7 +112,5 @@ def _decode_file(record: FrameRecord) -> NDArray[Any]:
         raise CorruptPixelDataError(f"pixel data cannot be decoded ({text[:160]})", name) from exc
     expected_frames = record.n_frames
     if expected_frames > 1 and (array.ndim != 3 or array.shape[0] != expected_frames):
-        raise CorruptPixelDataError(
-            f"decoded {array.shape} but the header announces {expected_frames} frames", name
-        )
+        raise CorruptPixelDataError(f"decoded {array.shape} but the header announces {expected_frames} frames", name)
     return array.astype(array.dtype.newbyteorder("="), copy=False)

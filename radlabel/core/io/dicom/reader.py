@@ -75,9 +75,7 @@ def _entry(group: SeriesGroup) -> SeriesEntry:
     first_plan = plans[0]
     for label, plan in zip(group.volume_labels[1:], plans[1:], strict=True):
         if plan.size != first_plan.size or not np.allclose(plan.origin, first_plan.origin, atol=1e-2):
-            raise InconsistentSeriesError(
-                f"volume {label} lies on a different grid than the first", group.uid
-            )
+            raise InconsistentSeriesError(f"volume {label} lies on a different grid than the first", group.uid)
     first = group.first
     warnings = list(group.warnings) + first_plan.warnings
     info = SeriesInfo(
@@ -174,9 +172,7 @@ def _read_stack(records: list[FrameRecord], reader: PixelReader, progress: Progr
             if record.intercept == 0 and plane.dtype == stack.dtype:
                 values = plane
             else:
-                values = plane.astype(np.int64 if stack.dtype == np.int32 else np.int32) + int(
-                    record.intercept
-                )
+                values = plane.astype(np.int64 if stack.dtype == np.int32 else np.int32) + int(record.intercept)
             info = np.iinfo(stack.dtype)
             if values.min() < info.min or values.max() > info.max:
                 stack = _widen(stack, values)
