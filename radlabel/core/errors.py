@@ -19,7 +19,7 @@ class RadlabelError(Exception):
         self.fix = fix
         parts = [f"{self.path}: {message}" if self.path else message]
         if fix:
-            parts.append(fix)
+            parts.append(fix[:1].upper() + fix[1:])
         super().__init__(". ".join(p.rstrip(".") for p in parts) + ".")
 
 

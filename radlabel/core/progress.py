@@ -42,3 +42,17 @@ class Progress:
         """A progress for a sub-task covering ``[start, end]`` of this one."""
         span = self._end - self._start
         return Progress(self._callback, self._start + span * start, self._start + span * end, self.what)
+
+    def report_callback(self) -> ProgressCallback | None:
+        """This progress as a plain callback for functions that take one (``None`` when nobody listens)."""
+        if self._callback is None:
+            return None
+
+        def callback(fraction: float, message: str) -> bool:
+            try:
+                self.report(fraction, message)
+            except Cancelled:
+                return False
+            return True
+
+        return callback

@@ -104,6 +104,13 @@ def read_header(source: DicomSource) -> tuple[Dataset, int | None, int | None]:
         except Exception as exc:
             raise NotDicomError(f"not a readable DICOM file ({_short(exc)})", source.name) from exc
         offset, length = _pixel_element(stream, ds)
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and len(meta) and "TransferSyntaxUID" not in meta:
+        raise UnsupportedTransferSyntaxError(
+            "the file meta has no Transfer Syntax UID (0002,0010), so the data set cannot be decoded",
+            source.name,
+            "re-export the file from the PACS or scanner",
+        )
     return ds, offset, length
 
 
@@ -111,8 +118,8 @@ def _read_without_preamble(stream: Any, source: DicomSource) -> Dataset:
     """Old files may lack the 128-byte preamble and file meta; accept them only if they look like DICOM."""
     stream.seek(0)
     head = stream.read(8)
-    group = int.from_bytes(head[:2], "little") if len(head) >= 2 else -1
-    if group not in (0x0002, 0x0008):
+    groups = {int.from_bytes(head[:2], order) for order in ("little", "big")} if len(head) >= 2 else set()
+    if not groups & {0x0002, 0x0008}:
         raise NotDicomError("not a DICOM file (no DICM preamble and no DICOM header)", source.name)
     stream.seek(0)
     try:

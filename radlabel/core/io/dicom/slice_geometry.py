@@ -63,7 +63,7 @@ def plan_grid(records: list[FrameRecord], label: str) -> GridPlan:
     n = len(records)
     warnings: list[str] = []
     if not all(r.extra.get("has_geometry", True) for r in records):
-        warnings.append(f"{label}: some slices have no ImagePositionPatient/ImageOrientationPatient")
+        warnings.append(f"some slices have no ImagePositionPatient/ImageOrientationPatient")
 
     if n == 1:
         thickness = first.spacing_between_slices or first.slice_thickness or 1.0
@@ -99,7 +99,7 @@ def plan_grid(records: list[FrameRecord], label: str) -> GridPlan:
         tilt = math.degrees(math.atan2(float(np.linalg.norm(in_plane[-1])), span))
         header_tilt = first.gantry_tilt
         warnings.append(
-            f"{label}: slices are sheared by {tilt:.2f} deg (gantry tilt {header_tilt:g} deg in the header); "
+            f"slices are sheared by {tilt:.2f} deg (gantry tilt {header_tilt:g} deg in the header); "
             "resampled to an orthogonal grid (tilt correction)"
         )
         plan_notes["tilt_degrees"] = round(tilt, 3)
@@ -107,13 +107,13 @@ def plan_grid(records: list[FrameRecord], label: str) -> GridPlan:
     if irregular:
         if missing:
             warnings.append(
-                f"{label}: {missing} slice(s) missing (gap in slice positions, regular spacing "
+                f"{missing} slice(s) missing (gap in slice positions, regular spacing "
                 f"{step:.3f} mm); the gap was filled by interpolation"
             )
         else:
             described = ", ".join(f"{g:.2f}" for g in sorted({round(float(g), 2) for g in gaps}))
             warnings.append(
-                f"{label}: irregular slice spacing (gaps {described} mm); resampled to a regular "
+                f"irregular slice spacing (gaps {described} mm); resampled to a regular "
                 f"{step:.3f} mm spacing (spacing equalisation)"
             )
     k_count = round(span / step) + 1
