@@ -98,15 +98,22 @@ def _decode_file(record: FrameRecord) -> NDArray[Any]:
     try:
         array: NDArray[Any] = ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = " ".join(str(exc).split()) or type(exc).__name__
         syntax = getattr(ds.file_meta.get("TransferSyntaxUID"), "name", record.transfer_syntax)
-        if "plugin" in text.lower() or "no pixel data handler" in text.lower() or "decoder" in text.lower():
+        lowered = text.lower()
+        decoders_failed = "exceptions were raised by all available plugins" in lowered
+        if not decoders_failed and any(
+            hint in lowered for hint in ("no available plugin", "no pixel data handler", "missing", "not supported")
+        ):
             raise UnsupportedTransferSyntaxError(
                 f"pixel data in {syntax} cannot be decoded ({text[:120]})",
                 name,
                 "install pylibjpeg-libjpeg, pylibjpeg-openjpeg and python-gdcm (radlabel's dependencies)",
             ) from exc
-        raise CorruptPixelDataError(f"pixel data in {syntax} cannot be decoded ({text[:120]})", name) from exc
+        detail = text.split("plugins:", 1)[-1].strip() if decoders_failed else text
+        raise CorruptPixelDataError(
+            f"{syntax} pixel data are damaged: every installed decoder failed ({detail[:140]})", name
+        ) from exc
     except Exception as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CorruptPixelDataError(f"pixel data cannot be decoded ({text[:160]})", name) from exc
