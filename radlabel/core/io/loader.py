@@ -71,7 +71,7 @@ def scan(path: str | Path, progress: ProgressCallback | None = None) -> ScanResu
 
 
 def _raise_nothing_found(path: Path, sources: list[DicomSource], result: ScanResult) -> None:
-    if len(sources) == 1 and sources[0].path is not None and sources[0].zip_path is None:
+    if path.is_file() and len(sources) == 1 and sources[0].path is not None and sources[0].zip_path is None:
         _raise_single_file_problem(sources[0])
     problems = result.bad_files + result.other_objects
     first = problems[0] if problems else None
@@ -115,9 +115,7 @@ def choose_series(result: ScanResult, series_uid: str | None) -> SeriesEntry:
     return matches[0]
 
 
-def load(
-    path: str | Path, series_uid: str | None = None, progress: ProgressCallback | None = None
-) -> LoadedSeries:
+def load(path: str | Path, series_uid: str | None = None, progress: ProgressCallback | None = None) -> LoadedSeries:
     """Read one series (the only one, or the one ``series_uid`` names) with its pixels."""
     overall = Progress(progress)
     result = scan(path, overall.sub(0.0, 0.2).report_callback())

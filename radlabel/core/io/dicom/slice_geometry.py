@@ -116,13 +116,16 @@ def plan_grid(records: list[FrameRecord], label: str) -> GridPlan:
                 f"irregular slice spacing (gaps {described} mm); resampled to a regular "
                 f"{step:.3f} mm spacing (spacing equalisation)"
             )
+    if not sheared:
+        # offsets below the tolerance are header rounding, not a shear: do not grow the grid for them
+        in_plane = np.zeros_like(in_plane)
     k_count = round(span / step) + 1
     step = span / (k_count - 1)
     # The delivered grid must cover every source slice's footprint after the shear.
     low = in_plane.min(axis=0)
     high = in_plane.max(axis=0)
-    extra_cols = math.ceil((high[0] - low[0]) / col_spacing - 1e-6)
-    extra_rows = math.ceil((high[1] - low[1]) / row_spacing - 1e-6)
+    extra_cols = math.ceil((high[0] - low[0]) / col_spacing - 1e-3)
+    extra_rows = math.ceil((high[1] - low[1]) / row_spacing - 1e-3)
     origin = positions[0] + axes[:, 0] * low[0] + axes[:, 1] * low[1]
     offsets = np.column_stack([in_plane[:, 0] - low[0], in_plane[:, 1] - low[1], depth - depth[0]])
     plan = GridPlan(
