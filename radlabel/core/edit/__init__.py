@@ -1,0 +1,1 @@
+"""Edit operations on segmentations: tools compute a `Region`, `apply.apply_region` is the one edit path."""
