@@ -48,7 +48,8 @@ else:
     shape, nbytes, dtype = array.shape, array.nbytes, str(array.dtype)
 elapsed = time.perf_counter() - start
 peak = rss_kb('VmHWM') - base
-print(json.dumps({'seconds': elapsed, 'peak_bytes': peak * 1024, 'shape': list(shape), 'nbytes': nbytes, 'dtype': dtype}))
+result = {'seconds': elapsed, 'peak_bytes': peak * 1024, 'shape': list(shape), 'nbytes': nbytes, 'dtype': dtype}
+print(json.dumps(result))
 """
 
 
@@ -126,7 +127,10 @@ def main() -> int:
             print("(../shared/data not found: real-series case skipped)")
 
         print()
-        header = f"{'case':<40} {'reader':<10} {'shape':<14} {'dtype':<7} {'time s':>8} {'peak MB':>9} {'vol MB':>8} {'peak/vol':>9}"
+        header = (
+            f"{'case':<40} {'reader':<10} {'shape':<14} {'dtype':<7} {'time s':>8} {'peak MB':>9} {'vol MB':>8} "
+            f"{'peak/vol':>9}"
+        )
         print(header)
         print("-" * len(header))
         verdicts = []
@@ -141,9 +145,11 @@ def main() -> int:
                 )
             time_ratio = float(ours["seconds"]) / float(theirs["seconds"])
             memory_ratio = float(ours["peak_bytes"]) / float(ours["nbytes"])
+            time_verdict = "met" if time_ratio <= 1.0 else "MISSED"
+            memory_verdict = "met" if memory_ratio <= 1.5 else "MISSED"
             verdicts.append(
-                f"{name}: time {time_ratio:.2f}x SimpleITK (target <= 1.0x: {'met' if time_ratio <= 1.0 else 'MISSED'}), "
-                f"peak memory {memory_ratio:.2f}x volume (target <= 1.5x: {'met' if memory_ratio <= 1.5 else 'MISSED'})"
+                f"{name}: time {time_ratio:.2f}x SimpleITK (target <= 1.0x: {time_verdict}), "
+                f"peak memory {memory_ratio:.2f}x volume (target <= 1.5x: {memory_verdict})"
             )
         print()
         for line in verdicts:

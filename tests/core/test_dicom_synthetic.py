@@ -86,7 +86,7 @@ def test_irregular_spacing_is_resampled_and_reported(tmp_path: Path) -> None:
     volume = oblique_volume(shape_kji=(6, 16, 16))
     paths = write_dicom_series(volume, tmp_path)
     normal = volume.direction[:, 2]
-    for index, path in enumerate(paths[3:], start=3):
+    for path in paths[3:]:
         ds = pydicom.dcmread(path)
         ds.ImagePositionPatient = [float(v) for v in np.array(ds.ImagePositionPatient) + normal * 1.3]
         ds.save_as(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pydicom
@@ -97,6 +97,7 @@ def read_header(source: DicomSource) -> tuple[Dataset, int | None, int | None]:
     except OSError as exc:
         raise InputError(f"cannot be read ({exc.strerror or exc})", source.name) from exc
     with stream:
+        ds: Dataset
         try:
             ds = pydicom.dcmread(stream, stop_before_pixels=True)
         except InvalidDicomError:
@@ -142,7 +143,7 @@ def _pixel_element(stream: Any, ds: Dataset) -> tuple[int | None, int | None]:
     element = stream.read(header_size)
     if len(element) < 8:
         return None, None
-    byteorder = "little" if order == "<" else "big"
+    byteorder: Literal["little", "big"] = "little" if order == "<" else "big"
     group = int.from_bytes(element[0:2], byteorder)
     elem = int.from_bytes(element[2:4], byteorder)
     if (group << 16 | elem) not in PIXEL_DATA_TAGS:

@@ -63,7 +63,7 @@ def plan_grid(records: list[FrameRecord], label: str) -> GridPlan:
     n = len(records)
     warnings: list[str] = []
     if not all(r.extra.get("has_geometry", True) for r in records):
-        warnings.append(f"some slices have no ImagePositionPatient/ImageOrientationPatient")
+        warnings.append("some slices have no ImagePositionPatient/ImageOrientationPatient")
 
     if n == 1:
         thickness = first.spacing_between_slices or first.slice_thickness or 1.0
