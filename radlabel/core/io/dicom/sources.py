@@ -107,6 +107,9 @@ def iter_sources(path: str | Path) -> list[DicomSource]:
             else:
                 sources.append(_plain_source(f))
         return sources
+    if not p.is_file():
+        # FIFOs, sockets and devices would block or never end; only regular files are read.
+        raise UnreadablePathError("not a regular file or folder", p)
     if is_dicomdir(p):
         return list(_dicomdir_sources(p))
     if p.suffix.lower() == ".zip" and _is_zip(p):
