@@ -1,0 +1,230 @@
+"""radlabel plugin SDK (public, versioned): what an AI plugin declares, receives and returns.
+
+A plugin is an object with ``name``, ``version``, ``capabilities``, ``weights_status()``, ``load(context)``
+and ``predict(request, context)``. It is found through the entry-point group ``radlabel.plugins``, whose
+value names a zero-argument factory returning the plugin, e.g. in the plugin's ``pyproject.toml``::
+
+    [project.entry-points."radlabel.plugins"]
+    litemedsam = "radlabel_medsam.plugin:create"
+
+radlabel runs plugins in a worker process: ``load`` once, then ``predict`` for each request. A plugin
+reports progress and checks for cancellation through the ``PluginContext``; it returns a `Proposal`, which
+the reader sees as a proposal until they accept it. Plugins never download anything: weights come from an
+installed package or a path given by the user or site configuration, and their SHA-256 is recorded.
+
+Only the standard library and numpy are imported here; plugins import torch/MONAI themselves, lazily.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+SDK_VERSION = "1.0"
+ENTRY_POINT_GROUP = "radlabel.plugins"
+
+
+class PromptKind(enum.StrEnum):
+    BOX = "box"
+    POINT = "point"
+    SCRIBBLE = "scribble"
+    MASK = "mask"
+    NONE = "none"
+
+
+class Dimension(enum.StrEnum):
+    SLICE_2D = "2d"  # works on one slice of any of the three grid axes
+    VOLUME_3D = "3d"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a plugin can do, so a UI enables only the tools it supports."""
+
+    prompt_kinds: frozenset[PromptKind]
+    dimensions: frozenset[Dimension]
+    modalities: frozenset[str] = frozenset()  # empty: any modality
+    labels: tuple[str, ...] = ()  # names of what it can produce (empty: whatever the prompt targets)
+    propagation: bool = False  # can propose neighbouring slices from an accepted slice mask
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prompt_kinds": sorted(k.value for k in self.prompt_kinds),
+            "dimensions": sorted(d.value for d in self.dimensions),
+            "modalities": sorted(self.modalities),
+            "labels": list(self.labels),
+            "propagation": self.propagation,
+        }
+
+
+@dataclass(frozen=True)
+class BoxPrompt:
+    """A box on slice ``slice_index`` along grid axis ``axis`` (0 = k, 1 = j, 2 = i), or a 3D box when
+    ``axis`` is None. Corners are voxel indices in (i, j, k) order, inclusive; world corners in LPS mm."""
+
+    ijk_min: tuple[int, int, int]
+    ijk_max: tuple[int, int, int]
+    axis: int | None = 0
+    world_min: tuple[float, float, float] | None = None
+    world_max: tuple[float, float, float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "box", "ijk_min": list(self.ijk_min), "ijk_max": list(self.ijk_max), "axis": self.axis}
+
+
+@dataclass(frozen=True)
+class PointPrompt:
+    """A click at voxel ``ijk`` (i, j, k); ``positive`` False marks background."""
+
+    ijk: tuple[int, int, int]
+    positive: bool = True
+    axis: int | None = 0
+    world: tuple[float, float, float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "point", "ijk": list(self.ijk), "positive": self.positive, "axis": self.axis}
+
+
+@dataclass(frozen=True)
+class MaskPrompt:
+    """A mask (``[k, j, i]`` on the reference grid): a scribble or a previous mask to refine."""
+
+    mask: NDArray[np.bool_]
+    kind: PromptKind = PromptKind.MASK
+    positive: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "voxels": int(self.mask.sum()), "positive": self.positive}
+
+
+Prompt = BoxPrompt | PointPrompt | MaskPrompt
+
+
+@dataclass
+class InferenceRequest:
+    """Everything a plugin gets for one proposal. ``image`` is ``[k, j, i]`` in real units (HU for CT)."""
+
+    image: NDArray[Any]
+    origin: tuple[float, float, float]
+    spacing: tuple[float, float, float]  # (i, j, k) mm
+    direction: tuple[tuple[float, float, float], ...]  # columns = i, j, k axes, LPS
+    modality: str = ""
+    prompts: list[Prompt] = field(default_factory=list)
+    target_label: str = ""
+    options: dict[str, Any] = field(default_factory=dict)  # plugin-specific (e.g. window preset)
+
+    def prompt_json(self) -> list[dict[str, Any]]:
+        return [p.to_json() for p in self.prompts]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Recorded with every proposal and in the audit trail (DICOM SEG Algorithm Identification)."""
+
+    name: str
+    version: str
+    weights_sha256: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "weights_sha256": self.weights_sha256}
+
+
+@dataclass
+class Proposal:
+    """A plugin's answer on the reference grid: probabilities and/or labels inside a box at ``offset``.
+
+    ``probabilities`` (float32 in [0, 1]) is kept for review and active learning; ``labels`` (uint8, 0 =
+    background, values named in ``label_names``) is what "accept" adds. Either may be None, not both.
+    """
+
+    offset: tuple[int, int, int]  # (k, j, i) of element [0, 0, 0]
+    model: ModelIdentity
+    probabilities: NDArray[np.float32] | None = None
+    labels: NDArray[np.uint8] | None = None
+    label_names: dict[int, str] = field(default_factory=dict)
+    device: str = "cpu"
+    timing: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    prompt: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def mask(self, threshold: float = 0.5) -> NDArray[np.bool_]:
+        """The binary proposal (labels > 0, else probabilities >= threshold), in the box."""
+        if self.labels is not None:
+            result: NDArray[np.bool_] = self.labels > 0
+            return result
+        if self.probabilities is None:
+            raise ValueError("a Proposal needs probabilities or labels")
+        thresholded: NDArray[np.bool_] = self.probabilities >= threshold
+        return thresholded
+
+
+@dataclass(frozen=True)
+class WeightsStatus:
+    present: bool
+    location: str = ""
+    sha256: str = ""
+    message: str = ""
+
+
+class PluginContext(Protocol):
+    """Given to ``load`` and ``predict`` by the worker."""
+
+    device: str  # "cuda", "mps" or "cpu"
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress; raises radlabel.core.errors.Cancelled when the user cancelled."""
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    @property
+    def cache(self) -> dict[str, Any]:
+        """Kept between requests in the worker (image embeddings, loaded models)."""
+
+
+@runtime_checkable
+class Plugin(Protocol):
+    name: str
+    version: str
+    capabilities: Capabilities
+
+    def weights_status(self) -> WeightsStatus: ...
+
+    def load(self, context: PluginContext) -> None: ...
+
+    def predict(self, request: InferenceRequest, context: PluginContext) -> Proposal: ...
+
+
+PluginFactory = Callable[[], Plugin]
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a weights file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def select_device(preferred: str | None = None) -> str:
+    """CUDA when present, else Apple MPS, else CPU; the same code path on all (imports torch lazily)."""
+    if preferred:
+        return preferred
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
