@@ -136,6 +136,8 @@ def _metadata(info: SeriesInfo, plan: GridPlan, index: int) -> dict[str, Any]:
         "manufacturer": first.extra.get("manufacturer", ""),
         "volume_label": info.volume_labels[index] if index < len(info.volume_labels) else "",
         "sop_instance_uids": [r.sop_instance_uid for r in plan.records],
+        "source_files": [r.source.name for r in plan.records],
+        "source_frames": [r.frame for r in plan.records],
         "source_positions": [r.position.round(5).tolist() for r in plan.records],
         "resampled": plan.resample,
         **plan.notes,
