@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def test_untouched_log_verifies_and_keeps_order_user_and_payload(tmp_path: Path)
     assert [r.seq for r in records] == [1, 2, 3, 4, 5, 6]
     assert records[0].user == "dr.house" and records[3].payload["voxels"] == 103
     assert records[0].time_utc.endswith("Z")
-    assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in pairwise(records))
 
 
 def test_the_log_refuses_updates_and_deletes_through_sqlite(tmp_path: Path) -> None:
