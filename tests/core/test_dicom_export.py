@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-import SimpleITK as sitk  # noqa: N813 - the alias every SimpleITK user knows
+import SimpleITK as sitk
 from pydicom.uid import (
     CTImageStorage,
     ExplicitVRBigEndian,

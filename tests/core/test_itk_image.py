@@ -8,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import SimpleITK as sitk  # noqa: N813
+import SimpleITK as sitk
 
 from radlabel.core import errors, geometry
 from radlabel.core.io.itk_image import load_itk_image, scan_itk_image

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk  # noqa: N813 - the alias every SimpleITK user knows
+import SimpleITK as sitk
 from numpy.typing import NDArray
 
 from radlabel.core.errors import CorruptPixelDataError, InputError, UnreadablePathError, UnsupportedFormatError

@@ -18,7 +18,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-import SimpleITK as sitk  # noqa: N813 - the alias every SimpleITK user knows
+import SimpleITK as sitk
 from numpy.typing import NDArray
 
 from radlabel.core import geometry
