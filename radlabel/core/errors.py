@@ -72,3 +72,48 @@ class Cancelled(RadlabelError):
 
     def __init__(self, what: str = "operation") -> None:
         super().__init__(f"{what} cancelled")
+
+
+class EditError(RadlabelError):
+    """An edit cannot be applied (unknown segment, region off the grid, masking rules that do not fit)."""
+
+
+class LockedSegmentError(EditError):
+    """The segment an edit would change is locked; unlock it first."""
+
+
+class CaseError(RadlabelError):
+    """A case folder cannot be created or opened (missing source image, open elsewhere, not a case)."""
+
+
+class JournalError(CaseError):
+    """The edit journal cannot be written; the edit that needed it was not applied."""
+
+
+class PluginError(RadlabelError):
+    """An AI plugin cannot be found, loaded or run, or it failed; the session and its edits are unaffected."""
+
+    def __init__(self, message: str, plugin: str = "", fix: str | None = None, details: str = "") -> None:
+        self.plugin = plugin
+        self.details = details  # e.g. the plugin's traceback, for a log or a "details" button
+        super().__init__(f"plugin '{plugin}': {message}" if plugin else message, fix=fix)
+
+
+class PluginCrashedError(PluginError):
+    """The plugin's worker process died (crash, segfault, killed for memory); ``exit_code`` says how."""
+
+    def __init__(self, message: str, plugin: str = "", fix: str | None = None, exit_code: int | None = None) -> None:
+        self.exit_code = exit_code  # negative: killed by that signal (-9 SIGKILL is what an OOM kill looks like)
+        super().__init__(message, plugin, fix)
+
+
+class PluginTimeoutError(PluginError):
+    """The plugin did not answer within its time limit; its worker was stopped."""
+
+
+class PluginWeightsError(PluginError):
+    """A plugin's weights are missing or their SHA-256 differs from the expected one; they were not loaded."""
+
+
+class PluginNetworkError(PluginError):
+    """A plugin tried to use the network, which plugins must never do at run time."""

@@ -91,6 +91,10 @@ class Segment:
     visible: bool = True
     layer: int = 0
     label_value: int = 1
+    type_modifier: CodedConcept | None = None
+    """E.g. laterality (SCT 7771000 Left) for "Left kidney" (DICOM SegmentedPropertyTypeModifierCodeSequence)."""
+    anatomic_region: CodedConcept | None = None
+    """Where a finding lies, e.g. Lung for a lung nodule (DICOM AnatomicRegionSequence)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +110,8 @@ class Segment:
             "visible": self.visible,
             "layer": self.layer,
             "label_value": self.label_value,
+            "type_modifier": self.type_modifier.to_json() if self.type_modifier else None,
+            "anatomic_region": self.anatomic_region.to_json() if self.anatomic_region else None,
         }
 
     @classmethod
@@ -123,6 +129,8 @@ class Segment:
             visible=bool(data.get("visible", True)),
             layer=int(data.get("layer", 0)),
             label_value=int(data.get("label_value", data["id"])),
+            type_modifier=CodedConcept.from_json(data["type_modifier"]) if data.get("type_modifier") else None,
+            anatomic_region=CodedConcept.from_json(data["anatomic_region"]) if data.get("anatomic_region") else None,
         )
 
 
