@@ -72,7 +72,7 @@ class AlgorithmInfo:
 
 
 TISSUE = CodedConcept("85756007", "SCT", "Tissue")
-ABNORMAL = CodedConcept("49755003", "SCT", "Morphologically Altered Structure")
+ABNORMAL = CodedConcept("49755003", "SCT", "Morphologically Abnormal Structure")  # current DICOM meaning
 
 
 @dataclass
