@@ -24,7 +24,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +33,7 @@ from typing import Any
 from radlabel.app import storage
 from radlabel.app.journal import Journal, JournalOp
 from radlabel.app.undo import UndoStack
+from radlabel.core.audit import AuditLog
 from radlabel.core.edit import apply as edits
 from radlabel.core.edit.apply import DiffKind, EditDiff
 from radlabel.core.edit.request import EditMode, MaskingRules, Region
@@ -59,6 +60,7 @@ class EventKind(enum.StrEnum):
     SEGMENT_DELETED = "segment-deleted"
     SEGMENT_MOVED = "segment-moved"
     SAVED = "saved"
+    REVIEW = "review"  # no voxels changed: a proposal shown or rejected, an export, ... (``details`` says what)
 
 
 _EVENT_OF_DIFF = {
@@ -85,6 +87,7 @@ class SessionEvent:
     user: str
     seq: int
     case_id: str
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for the audit trail and logs."""
@@ -102,6 +105,7 @@ class SessionEvent:
             "voxels_added": diff.voxels_changed.added if diff else 0,
             "voxels_removed": diff.voxels_changed.removed if diff else 0,
             "box": [list(diff.box[0]), list(diff.box[1])] if diff and diff.box else None,
+            "details": dict(self.details),
         }
 
 
@@ -150,6 +154,8 @@ class Session:
         self._listeners: list[Listener] = []
         self._lock = threading.RLock()
         self._closed = False
+        self.audit = AuditLog.for_case(case_dir, self.user)
+        """The case's hash-chained audit trail: every change, review decision and export is appended here."""
 
     # -- opening -----------------------------------------------------------------------------------------------
 
@@ -254,7 +260,7 @@ class Session:
                 storage.write_json(folder / CASE_FILE, info)
             session._replay()
         except BaseException:
-            journal.close()
+            session.close()
             raise
         return session
 
@@ -466,6 +472,7 @@ class Session:
             if not self._closed:
                 self._closed = True
                 self.journal.close()
+                self.audit.close()
                 self._listeners.clear()
 
     def __enter__(self) -> Session:
@@ -497,10 +504,31 @@ class Session:
         self._changed_seq = seq
         self._emit(_EVENT_OF_DIFF[diff.kind], diff, seq, when)
 
-    def _emit(self, kind: EventKind, diff: EditDiff | None, seq: int, when: datetime) -> None:
+    def record(self, action: str, details: Mapping[str, Any]) -> None:
+        """Announce and audit something that changes no voxels (a proposal shown or rejected, an export, ...)."""
+        with self._lock:
+            self._check_open()
+            self._emit(EventKind.REVIEW, None, self.journal.last_seq, _now(), {"action": action, **details})
+
+    def _emit(
+        self,
+        kind: EventKind,
+        diff: EditDiff | None,
+        seq: int,
+        when: datetime,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
         if kind in (EventKind.UNDO, EventKind.REDO):
             self._changed_seq = seq
-        event = SessionEvent(kind, diff, diff.slices if diff else None, when, self.user, seq, self.case_id)
+        event = SessionEvent(
+            kind, diff, diff.slices if diff else None, when, self.user, seq, self.case_id, dict(details or {})
+        )
+        action = str(event.details.get("action", kind.value)) if kind is EventKind.REVIEW else kind.value
+        try:
+            self.audit.append(action, event.to_json(), user=self.user)
+        except Exception as exc:  # the change itself stands; the reader must learn the trail has a hole
+            log.exception("the audit trail could not record %s", action)
+            self.warnings.append(f"the audit trail could not record '{action}': {exc}")
         for listener in list(self._listeners):
             try:
                 listener(event)

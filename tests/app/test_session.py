@@ -263,3 +263,28 @@ def test_an_undo_memory_limit_drops_the_oldest_steps(tmp_path: Path, ct_source: 
         assert np.array_equal(session.segmentation.label_map(), labels)
     with Session.open(case) as session:  # the journal keeps every step; only memory was limited
         assert session.undo_stack.undo_count == 11
+
+
+def test_every_change_review_and_undo_is_in_the_verified_audit_trail(tmp_path: Path) -> None:
+    from radlabel.core.audit import AuditLog
+    from radlabel.core.demo import make_demo_ct
+    from radlabel.core.edit.request import EditMode, Region
+    from radlabel.core.io.writers import save_volume
+
+    volume, lesion = make_demo_ct(shape=(8, 32, 32))
+    source = save_volume(volume, tmp_path / "image.nii.gz")
+    with Session.create(tmp_path / "case", volume, source, user="dr.who") as session:
+        segment = session.add_segment("Liver lesion")
+        session.edit("paint", {"radius_mm": 5}, Region.whole(lesion | True), EditMode.ADD, segment.id)
+        session.record("proposal-rejected", {"model": {"name": "m", "version": "1"}})
+        session.undo()
+        session.save()
+    with AuditLog.for_case(tmp_path / "case") as log:
+        records = list(log.records())
+        assert log.verify().ok
+    assert [r.action for r in records] == ["segment-added", "edit", "proposal-rejected", "undo", "saved"]
+    assert all(r.user == "dr.who" for r in records)
+    edit = records[1].payload
+    assert edit["tool"] == "paint" and edit["parameters"] == {"radius_mm": 5}
+    assert edit["voxels_added"] == 8 * 32 * 32 and edit["segment_id"] == segment.id
+    assert records[2].payload["details"]["model"]["name"] == "m"
