@@ -92,6 +92,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if not args.headless:
+        if args.output:
+            _save_demo(args.output)
+        return _run_window(args, demo=True)
     from radlabel.core.demo import make_demo_ct
 
     volume, lesion = make_demo_ct()
@@ -106,6 +110,93 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from radlabel.core.io.writers import save_volume
 
         print(f"  wrote {save_volume(volume, Path(args.output))}")
+    return 0
+
+
+def _save_demo(output: str) -> None:
+    from radlabel.core.demo import make_demo_ct
+    from radlabel.core.io.writers import save_volume
+
+    volume, _ = make_demo_ct()
+    print(f"wrote {save_volume(volume, Path(output))}")
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    return _run_window(args, demo=False)
+
+
+def _run_window(args: argparse.Namespace, demo: bool) -> int:
+    """Open the window (or render it to --screenshot). Qt and VTK are imported here, never at start-up."""
+    try:
+        from radlabel.ui.app import run
+    except ImportError as exc:
+        raise RadlabelError(
+            f"the window needs PySide6 and VTK ({exc.name or exc} is missing)",
+            fix="install them with: pip install 'radlabel[gui]'",
+        ) from exc
+    paths = [args.path] if getattr(args, "path", None) else []
+    return run(
+        paths,
+        demo=demo,
+        screenshot=args.screenshot,
+        layout=args.layout,
+        segment=args.segment,
+        series=getattr(args, "series", None),
+    )
+
+
+def _add_window_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--screenshot", metavar="OUT.png", help="render the window offscreen to OUT.png and exit")
+    parser.add_argument("--layout", choices=["2x2", "1x3", "1x1"], default="2x2", help="view layout (default 2x2)")
+    parser.add_argument("--segment", metavar="FILE", help="label map to show (NIfTI, NRRD, .seg.nrrd, MHA)")
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from radlabel.core.stats import format_table, measure_files
+
+    report = measure_files(args.image, args.seg, args.series, args.label_names, _progress_printer(not args.json))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(format_table(report))
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_plugins_list(args: argparse.Namespace) -> int:
+    from radlabel.ai.registry import discover
+    from radlabel.core.settings import load_settings
+
+    settings = load_settings()
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    infos = discover(settings)
+    if args.json:
+        print(json.dumps([info.to_json() for info in infos], indent=2))
+        return 0
+    if not infos:
+        print("no plugins installed (pip install a radlabel plugin package, e.g. plugins/radlabel-example-threshold)")
+        return 0
+    for info in infos:
+        package = f" ({info.source.package} {info.source.package_version})" if info.source.package else ""
+        print(f"{info.name} {info.version}{package}".rstrip())
+        if not info.allowed:
+            print(f"    not allowed: {info.error}")
+            continue
+        if info.capabilities is not None:
+            caps = info.capabilities
+            prompts = ", ".join(sorted(k.value for k in caps.prompt_kinds)) or "none"
+            dims = ", ".join(sorted(d.value for d in caps.dimensions))
+            modalities = ", ".join(sorted(caps.modalities)) or "any"
+            weights = "?"
+            if info.weights is not None:
+                digest = f" (sha256 {info.weights.sha256[:12]}...)" if info.weights.sha256 else ""
+                weights = f"present{digest}" if info.weights.present else "MISSING"
+            print(f"    prompts {prompts} | {dims} | modalities {modalities} | device {info.device}", end="")
+            print(f" | weights {weights}")
+        if info.error:
+            print(f"    error: {info.error}")
     return 0
 
 
@@ -126,9 +217,43 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("-o", "--output", required=True, help="output file: .nii, .nii.gz, .nrrd, .mha")
     convert.set_defaults(func=cmd_convert)
 
-    demo = commands.add_parser("demo", help="open the built-in demo case")
+    open_ = commands.add_parser("open", help="open a DICOM file/folder/zip or a NIfTI/NRRD/MHA volume in the window")
+    open_.add_argument("path")
+    open_.add_argument("--series", help="series UID (or a unique prefix) when the input holds several")
+    _add_window_options(open_)
+    open_.set_defaults(func=cmd_open)
+
+    demo = commands.add_parser("demo", help="open the built-in demo case (synthetic CT phantom with a liver lesion)")
     demo.add_argument("-o", "--output", help="also save the demo volume to this file")
+    demo.add_argument("--headless", action="store_true", help="no window: print what the demo case holds")
+    _add_window_options(demo)
     demo.set_defaults(func=cmd_demo)
+
+    stats = commands.add_parser(
+        "stats", help="per-segment measurements (volume, intensity, RECIST diameters, surface) of a label map"
+    )
+    stats.add_argument("image", help="the image: DICOM file/folder/zip, NIfTI, NRRD or MHA")
+    stats.add_argument(
+        "seg", nargs="+", help="label map(s) on that image: .nii(.gz), .nrrd, .seg.nrrd, .mha (several are combined)"
+    )
+    stats.add_argument("--series", help="series UID (or a unique prefix) when the image input holds several")
+    stats.add_argument(
+        "--label-names", metavar="JSON", help='label names: {"1": "liver"}, nnU-Net dataset.json or dcmqi metadata'
+    )
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.set_defaults(func=cmd_stats)
+
+    plugins = commands.add_parser("plugins", help="AI plugins: list the installed ones")
+    plugins_commands = plugins.add_subparsers(dest="plugins_command", required=True)
+    plugins_list = plugins_commands.add_parser(
+        "list", help="each plugin with its capabilities, device and whether its weights are present"
+    )
+    plugins_list.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins_list.set_defaults(func=cmd_plugins_list)
+
+    from radlabel.cli_segmentation import add_commands as add_segmentation_commands
+
+    add_segmentation_commands(commands)  # export, import-seg, audit
     return parser
 
 
