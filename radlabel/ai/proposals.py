@@ -60,9 +60,7 @@ def limit_to_slice(region: Region, axis: int, index: int) -> Region:
     return Region((offset[0], offset[1], offset[2]), region.mask[tuple(take)].copy())
 
 
-def proposal_summary(
-    proposal: Proposal, threshold: float = 0.5, region: Region | None = None
-) -> dict[str, Any]:
+def proposal_summary(proposal: Proposal, threshold: float = 0.5, region: Region | None = None) -> dict[str, Any]:
     """The proposal part of an audit record (plain JSON): model identity, prompt, voxels, box, device and
     timing. ``region`` is what was actually accepted (e.g. one slice) when that differs from the proposal."""
     accepted = region if region is not None else proposal_to_region(proposal, threshold)

@@ -12,13 +12,26 @@ reports progress and checks for cancellation through the ``PluginContext``; it r
 the reader sees as a proposal until they accept it. Plugins never download anything: weights come from an
 installed package or a path given by the user or site configuration, and their SHA-256 is recorded.
 
-Only the standard library and numpy are imported here; plugins import torch/MONAI themselves, lazily.
+Only the standard library, numpy and radlabel's error types are imported here; plugins import torch/MONAI
+themselves, lazily. The errors a plugin raises are re-exported here: ``InputError`` for a prompt it cannot use,
+``PluginError`` / ``PluginWeightsError`` for its own failures, and ``Cancelled`` (raised for it by
+``context.progress``).
+
+SDK history (a plugin may set ``sdk_version = "1.1"``; radlabel refuses a plugin whose major version differs):
+
+- 1.0: capabilities, prompts, request, proposal, context, weights status.
+- 1.1 (compatible): ``Capabilities.devices``; helpers ``verify_weights``, ``plugin_settings``, ``cache_key``;
+  ``sha256_of`` remembers digests of unchanged files; ``select_device("auto")``.
+
+The full guide, with a complete example plugin, is ``docs/plugin-sdk.md``.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +40,37 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-SDK_VERSION = "1.0"
+from radlabel.core.errors import Cancelled, InputError, PluginError, PluginWeightsError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "SDK_VERSION",
+    "BoxPrompt",
+    "Cancelled",
+    "Capabilities",
+    "Dimension",
+    "InferenceRequest",
+    "InputError",
+    "MaskPrompt",
+    "ModelIdentity",
+    "Plugin",
+    "PluginContext",
+    "PluginError",
+    "PluginFactory",
+    "PluginWeightsError",
+    "PointPrompt",
+    "Prompt",
+    "PromptKind",
+    "Proposal",
+    "WeightsStatus",
+    "cache_key",
+    "plugin_settings",
+    "select_device",
+    "sha256_of",
+    "verify_weights",
+]
+
+SDK_VERSION = "1.1"
 ENTRY_POINT_GROUP = "radlabel.plugins"
 
 
@@ -53,6 +96,7 @@ class Capabilities:
     modalities: frozenset[str] = frozenset()  # empty: any modality
     labels: tuple[str, ...] = ()  # names of what it can produce (empty: whatever the prompt targets)
     propagation: bool = False  # can propose neighbouring slices from an accepted slice mask
+    devices: frozenset[str] = frozenset()  # devices it runs on ("cpu", "cuda", "mps"); empty: any torch device
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +105,7 @@ class Capabilities:
             "modalities": sorted(self.modalities),
             "labels": list(self.labels),
             "propagation": self.propagation,
+            "devices": sorted(self.devices),
         }
 
 
@@ -205,18 +250,98 @@ class Plugin(Protocol):
 PluginFactory = Callable[[], Plugin]
 
 
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+_DIGESTS_LOCK = threading.Lock()
+
+
 def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a weights file, streamed."""
+    """SHA-256 of a weights file, streamed. Remembered per process while the file's inode, size and
+    modification time stay the same, so listing plugins does not hash a 400 MB checkpoint twice."""
+    real = os.path.realpath(path)
+    stat = os.stat(real)
+    key = (real, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    with _DIGESTS_LOCK:
+        known = _DIGESTS.get(key)
+    if known is not None:
+        return known
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(real, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
+    result = digest.hexdigest()
+    with _DIGESTS_LOCK:
+        _DIGESTS[key] = result
+    return result
+
+
+def verify_weights(path: str | Path, expected_sha256: str, plugin_name: str) -> str:
+    """Check a weights file before loading it; return its SHA-256 (record it in `ModelIdentity`).
+
+    Raises `radlabel.core.errors.PluginWeightsError` when the file is missing or unreadable, or when its
+    SHA-256 is not ``expected_sha256`` (case-insensitive hex): a plugin never loads weights it cannot vouch
+    for. Load the checked file with ``torch.load(path, map_location="cpu", weights_only=True)``.
+    """
+    where = Path(path)
+    if not where.is_file():
+        raise PluginWeightsError(
+            f"weights file {where} not found",
+            plugin_name,
+            f"install the package that ships it or set its path under [plugins.{plugin_name}] in settings.toml",
+        )
+    try:
+        actual = sha256_of(where)
+    except OSError as exc:
+        raise PluginWeightsError(f"cannot read weights file {where} ({exc})", plugin_name) from None
+    expected = expected_sha256.strip().lower()
+    if actual != expected:
+        raise PluginWeightsError(
+            f"weights file {where} has SHA-256 {actual}, expected {expected}; refusing to load it",
+            plugin_name,
+            "replace the file with the published weights (it may be damaged, truncated or a different model)",
+        )
+    return actual
+
+
+def plugin_settings(plugin_name: str) -> dict[str, Any]:
+    """The ``[plugins.<plugin_name>]`` table of the user and site settings (weights paths, presets).
+
+    In the worker process this is the configuration of the radlabel process that started it.
+    """
+    provider = _settings_provider
+    if provider is None:
+        from radlabel.core.settings import load_settings
+
+        return load_settings().plugin_options(plugin_name)
+    return provider(plugin_name)
+
+
+_settings_provider: Callable[[str], dict[str, Any]] | None = None
+
+
+def cache_key(*parts: Any) -> str:
+    """A short key for ``context.cache`` from strings, numbers and arrays (array content, shape and dtype).
+
+    Key image embeddings on the pixels that were encoded, e.g. ``cache_key("embedding", crop)``: then a new
+    prompt on the same slice or crop reuses the embedding, and a different image can never hit it.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            array = np.ascontiguousarray(part)
+            digest.update(f"array{array.shape}{array.dtype.str}".encode())
+            digest.update(array.data)
+        else:
+            digest.update(f"{type(part).__name__}:{part!r}".encode())
+        digest.update(b"\x00")
     return digest.hexdigest()
 
 
 def select_device(preferred: str | None = None) -> str:
-    """CUDA when present, else Apple MPS, else CPU; the same code path on all (imports torch lazily)."""
-    if preferred:
+    """CUDA when present, else Apple MPS, else CPU; the same code path on all (imports torch lazily).
+
+    ``preferred`` (e.g. from settings ``ai.device``) is returned as is, except ``"auto"``, which means None.
+    """
+    if preferred and preferred != "auto":
         return preferred
     try:
         import torch
