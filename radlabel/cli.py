@@ -254,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     from radlabel.cli_segmentation import add_commands as add_segmentation_commands
 
     add_segmentation_commands(commands)  # export, import-seg, audit
+    from radlabel.cli_ai import add_commands as add_ai_commands
+
+    add_ai_commands(commands)  # segment
     return parser
 
 
