@@ -9,10 +9,7 @@ or the new file, never a mix, and recovery knows exactly which journal records t
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import uuid
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +18,8 @@ from typing import IO, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from radlabel.core.errors import CaseError, OutputError
+from radlabel.core.errors import CaseError
+from radlabel.core.io import atomic
 from radlabel.core.segmentation.model import Grid, Segment, Segmentation
 
 SEGMENTATION_FORMAT = "radlabel-segmentation"
@@ -29,35 +27,14 @@ SEGMENTATION_VERSION = 1
 _LAYER_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 
 
-def fsync_folder(folder: Path) -> None:
-    """Make a rename or a new file in ``folder`` durable (POSIX; Windows has no folder handle to sync)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through ``write`` into a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+
+    def into(temporary: Path) -> None:
         with open(temporary, "wb") as handle:
             write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        fsync_folder(path.parent)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-        raise OutputError(f"writing the file failed ({exc.strerror or exc})", path) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-        raise
+
+    atomic.atomic_write(path, into, durable=True)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -34,9 +34,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import os
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,6 +48,7 @@ from scipy import ndimage
 from radlabel.core import geometry
 from radlabel.core.errors import InputError, OutputError, UnsupportedFormatError
 from radlabel.core.grid_match import match_grids, reorder_ijk
+from radlabel.core.io.atomic import atomic_write
 from radlabel.core.io.nifti import check_readable_file, nearest_orthonormal, one_line
 from radlabel.core.progress import Progress, ProgressCallback
 from radlabel.core.segmentation import terminology
@@ -821,21 +820,6 @@ def _write_seg_nrrd(path: Path, layers: list[NDArray[Any]], segments: list[Segme
         f.write(gzip.compress(payload, compresslevel=6))
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-        raise OutputError(f"writing the file failed ({exc.strerror or exc})", path) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-        raise
-
-
 def write_labelmap(
     segmentation: Segmentation,
     path: str | Path,
@@ -867,7 +851,7 @@ def write_labelmap(
     ]
     grid = segmentation.grid
     if is_seg_nrrd:
-        _atomic_write(target, lambda p: _write_seg_nrrd(p, layers, segments, grid))
+        atomic_write(target, lambda p: _write_seg_nrrd(p, layers, segments, grid))
     else:
         origin, spacing, direction = np.array(grid.origin), np.array(grid.spacing), np.array(grid.direction)
         volumes = [Volume(layer, origin, spacing, direction) for layer in layers]
@@ -884,7 +868,7 @@ def write_labelmap(
             "segments": [s.to_json() for s in segments],
         }
         text = json.dumps(table, indent=2, ensure_ascii=False) + "\n"
-        _atomic_write(sidecar_path(target), lambda p: Path(p).write_text(text, encoding="utf-8"))
+        atomic_write(sidecar_path(target), lambda p: Path(p).write_text(text, encoding="utf-8"))
     return target
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -13,7 +10,6 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from radlabel.core.errors import OutputError
 from radlabel.core.io.seg.errors import SegmentationExportError
 from radlabel.core.io.seg.placement import Piece
 from radlabel.core.segmentation.model import Grid, Segment, Segmentation
@@ -74,24 +70,6 @@ def _corners(grid: Grid) -> NDArray[np.float64]:
 
 def ordered_segments(segmentation: Segmentation) -> list[Segment]:
     return [segmentation.segments[key] for key in sorted(segmentation.segments)]
-
-
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Write through a temporary file in the same folder, so a failed export never leaves half a file."""
-    if not path.parent.is_dir():
-        raise OutputError(f"the folder {path.parent} does not exist", path)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-        raise OutputError(f"writing the file failed ({exc.strerror or exc})", path) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-        raise
 
 
 def place_segments_in_layers(

@@ -14,7 +14,8 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from radlabel.core.io.seg.common import ExportResult, atomic_write, ordered_segments
+from radlabel.core.io.atomic import atomic_write
+from radlabel.core.io.seg.common import ExportResult, ordered_segments
 from radlabel.core.io.seg.errors import SegmentationExportError
 from radlabel.core.io.seg.provenance import Provenance
 from radlabel.core.progress import ProgressCallback

@@ -20,7 +20,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 
 from radlabel import __version__
-from radlabel.core.io.seg.common import ExportResult, atomic_write, check_same_grid, ordered_segments
+from radlabel.core.io.atomic import atomic_write
+from radlabel.core.io.seg.common import ExportResult, check_same_grid, ordered_segments
 from radlabel.core.io.seg.contours import mask_to_polygons
 from radlabel.core.io.seg.errors import SegmentationExportError
 from radlabel.core.io.seg.provenance import Provenance, write_private_block

@@ -28,7 +28,8 @@ from numpy.typing import NDArray
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from radlabel import __version__
-from radlabel.core.io.seg.common import ExportResult, atomic_write, check_same_grid, ordered_segments
+from radlabel.core.io.atomic import atomic_write
+from radlabel.core.io.seg.common import ExportResult, check_same_grid, ordered_segments
 from radlabel.core.io.seg.descriptions import segment_description
 from radlabel.core.io.seg.errors import OverlappingSegmentsError, SegmentationExportError
 from radlabel.core.io.seg.provenance import Provenance, write_private_block
