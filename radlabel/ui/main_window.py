@@ -3,7 +3,9 @@ status bar with the cursor readout, and the segment display panel.
 
 Opening runs off the GUI thread (:mod:`radlabel.ui.loader_thread`); a path with several series opens the
 series browser. Errors become a message box and an entry in :attr:`MainWindow.messages` (tests read it),
-never a crash. Panels of later phases (tools, AI review, audit) plug in with :meth:`MainWindow.add_panel`.
+never a crash. Opening an image opens its case (`radlabel.ui.case_store`: a `Session` folder beside the image
+or in the user's cases folder); the Segments, Tools, AI and Audit panels work on that session through the
+`CaseController`. File > Save writes the case; the journal keeps every step in between.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -31,18 +33,24 @@ from radlabel.core.errors import RadlabelError
 from radlabel.core.io.series import LoadedSeries, ScanResult, SeriesEntry
 from radlabel.core.segmentation.model import Segmentation
 from radlabel.core.volume import Volume
-from radlabel.ui import presets
+from radlabel.ui import case_store, presets
+from radlabel.ui.ai_panel import AIPanel
+from radlabel.ui.audit_panel import AuditPanel
+from radlabel.ui.case_controller import CaseController
 from radlabel.ui.cases import demo_case, load_labelmap
 from radlabel.ui.loader_thread import BackgroundJob
 from radlabel.ui.segment_panel import SegmentPanel
 from radlabel.ui.series_browser import SeriesBrowser
 from radlabel.ui.slice_view import SliceView
+from radlabel.ui.tools_panel import TOOLS, ToolsPanel
 from radlabel.ui.viewer_state import SLICE_VIEWS, Change, Layout, View, ViewerState
 from radlabel.ui.volume_view3d import VolumeView
 from radlabel.ui.vtk_canvas import uses_offscreen_canvas
 from radlabel.ui.vtk_image import CaseImages
 
 MAX_RECENT = 10
+#: The AI plugins are listed this long after a case opens (or when the AI panel is first shown).
+PLUGIN_LIST_DELAY_MS = 3000
 RECENT_KEY = "recent_files"
 LAYOUT_LABELS = {Layout.GRID_2X2: "2 × 2", Layout.ROW_1X3: "1 × 3", Layout.SINGLE_1X1: "1 × 1"}
 LAYOUT_SHORTCUTS = {Layout.GRID_2X2: "Ctrl+1", Layout.ROW_1X3: "Ctrl+2", Layout.SINGLE_1X1: "Ctrl+3"}
@@ -66,6 +74,8 @@ class MainWindow(QMainWindow):
         self.jobs: list[BackgroundJob] = []
         self.case_path: str | None = None
         self.warnings: list[str] = []
+        self.exports: list[Any] = []
+        self._last_scan_series = 1
         self.setWindowTitle("radlabel")
         self.setAcceptDrops(True)
         self.resize(1280, 860)
@@ -87,9 +97,28 @@ class MainWindow(QMainWindow):
         )
         self._welcome.setAlignment(Qt.AlignmentFlag.AlignCenter)
 
-        self.segment_panel = SegmentPanel(self.state, self)
+        self.controller = CaseController(self.state, self)
+        self.controller.error.connect(self.show_error)
+        self.controller.event.connect(lambda _event: self._refresh_edit_actions())
+        self.controller.session_changed.connect(self._refresh_edit_actions)
+        self.segment_panel = SegmentPanel(self.state, self.controller, self)
         segments_dock = self.add_panel("Segments", self.segment_panel)
-        self.resizeDocks([segments_dock], [210], Qt.Orientation.Horizontal)
+        self.tools_panel = ToolsPanel(self.state, self.controller, self)
+        tools_dock = self.add_panel("Tools", self.tools_panel)
+        self.ai_panel = AIPanel(self.state, self.controller, self)
+        ai_dock = self.add_panel("AI", self.ai_panel)
+        self.tabifyDockWidget(tools_dock, ai_dock)
+        tools_dock.raise_()
+        self.audit_panel = AuditPanel(self.controller, self)
+        self.audit_dock = self.add_panel("Audit", self.audit_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.audit_dock.hide()
+        self.docks = {"segments": segments_dock, "tools": tools_dock, "ai": ai_dock, "audit": self.audit_dock}
+        self.resizeDocks([segments_dock], [330], Qt.Orientation.Horizontal)
+        self.tools_panel.tool_changed.connect(lambda tool: self._set_mouse_tool(tool, "tools"))
+        self.ai_panel.tool_changed.connect(lambda tool: self._set_mouse_tool(tool, "ai"))
+        self.ai_panel.edit_requested.connect(lambda: self.tools_panel.select("paint"))
+        ai_dock.visibilityChanged.connect(lambda visible: self._list_plugins() if visible else None)
+        self._plugins_listed = False
         self._build_actions()
         self._build_menus()
         self._build_toolbar()
@@ -118,6 +147,16 @@ class MainWindow(QMainWindow):
         self.open_labels_action = self._action("Open &Label Map…", self.choose_labelmap)
         self.screenshot_action = self._action("Save &Screenshot…", self.choose_screenshot)
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.save_action = self._action("&Save Case", self.save_case, QKeySequence.StandardKey.Save)
+        self.export_action = self._action("&Export Segmentation…", self.choose_export, "Ctrl+E")
+        self.undo_action = self._action("&Undo", self.controller.undo, "Ctrl+Z")
+        self.redo_action = self._action("&Redo", self.controller.redo, "Ctrl+Shift+Z")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.tool_actions: dict[str, QAction] = {}
+        for key, label, shortcut in TOOLS:
+            action = self._action(label, lambda key=key: self.tools_panel.select(key), shortcut or None)
+            self.tool_actions[key] = action
+        self.tool_actions["navigate"].setShortcuts([QKeySequence("N"), QKeySequence("Esc")])
         self.layout_actions: dict[Layout, QAction] = {}
         group = QActionGroup(self)
         for layout in Layout:
@@ -148,10 +187,20 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self._refresh_recent_menu()
         file_menu.addSeparator()
+        file_menu.addAction(self.save_action)
+        file_menu.addAction(self.export_action)
+        file_menu.addSeparator()
         file_menu.addAction(self.open_labels_action)
         file_menu.addAction(self.screenshot_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
+        self.edit_menu = self.menuBar().addMenu("&Edit")
+        self.edit_menu.addAction(self.undo_action)
+        self.edit_menu.addAction(self.redo_action)
+        self._refresh_edit_actions()
+        tools_menu = self.menuBar().addMenu("&Tools")
+        for action in self.tool_actions.values():
+            tools_menu.addAction(action)
         view_menu = self.menuBar().addMenu("&View")
         for action in self.layout_actions.values():
             view_menu.addAction(action)
@@ -307,6 +356,7 @@ class MainWindow(QMainWindow):
         if skipped:
             first = result.bad_files[0]
             self.notify(f"{skipped} file(s) skipped, e.g. {Path(first.path).name}: {first.reason}", 15000)
+        self._last_scan_series = len(result.series)
         if series_uid is not None or len(result.series) == 1:
             from radlabel.core.io.loader import choose_series
 
@@ -347,17 +397,69 @@ class MainWindow(QMainWindow):
                 self.warnings.extend(label_warnings)
             except RadlabelError as exc:
                 self.show_error(str(exc))
-        self.set_case(loaded.volume, segmentation, title=title, path=path)
         if len(loaded.volumes) > 1:
             self.warnings.append(f"{len(loaded.volumes)} volumes in this series; showing the first")
+        several = self._last_scan_series > 1
+        folder = case_store.case_folder_for(path, info.uid if several else None)
+        if case_store.has_case(folder):  # reopen: the session reloads the image and replays its journal
+            job = self._start_job(
+                f"Opening the case {folder.name}",
+                lambda progress: case_store.open_or_create(
+                    loaded.volume, path, info.uid, None, progress, several_series=several
+                )[0],
+            )
+            job.done.connect(lambda session: self.attach_session(session, title, path))
+            job.failed.connect(lambda _message: self.set_case(loaded.volume, segmentation, title=title, path=path))
+        else:
+            try:
+                session, _ = case_store.open_or_create(
+                    loaded.volume, path, info.uid, segmentation, several_series=several
+                )
+            except RadlabelError as exc:
+                self.show_error(f"{exc} — the image is shown, but edits cannot be saved")
+                self.set_case(loaded.volume, segmentation, title=title, path=path)
+            else:
+                self.attach_session(session, title, path)
         if self.warnings:
             self.notify("; ".join(self.warnings), 20000)
 
     def open_demo(self) -> BackgroundJob:
         """The synthetic CT phantom with its lesion as the segment "Liver lesion" (made off the GUI thread)."""
-        job = self._start_job("Making the demo case", lambda progress: demo_case())
-        job.done.connect(lambda case: self.set_case(case[0], case[1], title="radlabel demo phantom"))
+
+        def work(progress: Any) -> Any:
+            volume, segmentation = demo_case()
+            try:
+                return case_store.demo_session(volume, segmentation)
+            except RadlabelError as exc:
+                return (volume, segmentation, str(exc))
+
+        job = self._start_job("Making the demo case", work)
+        job.done.connect(self._on_demo)
         return job
+
+    def _on_demo(self, result: Any) -> None:
+        if isinstance(result, tuple):  # no case folder could be made: show the phantom without one
+            self.show_error(f"{result[2]} — the demo is shown, but edits cannot be saved")
+            self.set_case(result[0], result[1], title="radlabel demo phantom")
+            return
+        self.attach_session(result, "radlabel demo phantom")
+
+    def attach_session(self, session: Any, title: str, path: str | None = None) -> None:
+        """Show the case of ``session`` (its volume and segmentation) and edit it through the panels."""
+        self.controller.attach(session)
+        self.set_case(session.volume, session.segmentation, title=title, path=path)
+        self.state.sync_segment_visibility()
+        if session.recovered_steps:
+            self.notify(
+                f"Recovered {session.recovered_steps} unsaved step(s) from the case journal (work done before the "
+                "last crash or close without saving); File > Save keeps them",
+                30000,
+            )
+        for warning in session.warnings:
+            self.notify(warning, 20000)
+        # plugin packages are imported to describe them: not before the first frame, and at once if the AI
+        # panel is on show
+        QTimer.singleShot(PLUGIN_LIST_DELAY_MS, self._list_plugins)
 
     def open_labelmap(self, path: str | Path) -> None:
         if self.state.volume is None:
@@ -369,14 +471,47 @@ class MainWindow(QMainWindow):
             return
         if warnings:
             self.notify("; ".join(warnings), 20000)
+        if self.controller.session is not None:
+            first = self._import_segments(segmentation, str(path))
+            self.state.jump_to_segment(first)
+            return
         with self.state.batch():
             self.state.set_segmentation(segmentation)
             self.state.jump_to_segment()
+
+    def _import_segments(self, segmentation: Segmentation, source: str) -> int | None:
+        """Add a label map's segments to the open case (each an undoable step); the first new segment's id."""
+        from radlabel.core.edit.request import EditMode, Region
+
+        session = self.controller.session
+        assert session is not None
+        first: int | None = None
+        for segment in segmentation.segments.values():
+            added = self.controller.try_call(
+                session.add_segment,
+                segment.name,
+                segment.color,
+                category=segment.category,
+                type=segment.type,
+                type_modifier=segment.type_modifier,
+                anatomic_region=segment.anatomic_region,
+            )
+            if added is None:
+                continue
+            first = added.id if first is None else first
+            region = Region.whole(segmentation.mask(segment.id))
+            self.controller.try_call(
+                self.controller.edit, "import-labelmap", {"source": source}, region, EditMode.ADD, added.id
+            )
+        return first
 
     def set_case(
         self, volume: Volume, segmentation: Segmentation | None = None, title: str = "", path: str | None = None
     ) -> None:
         """Show ``volume`` (and its segmentation) in all views."""
+        session = self.controller.session
+        if session is not None and session.volume is not volume:
+            self.controller.attach(None)  # shown without a case (e.g. a screenshot): nothing to edit
         self.case_path = path
         with self.state.batch():
             self.state.set_volume(volume, segmentation, title=title)
@@ -456,6 +591,100 @@ class MainWindow(QMainWindow):
     def _toggle_volume_rendering(self) -> None:
         self.view_3d.set_volume_rendering(self.volume_rendering_action.isChecked())
 
+    # -- case: tools, save, export --------------------------------------------------------------------------
+
+    def _set_mouse_tool(self, tool: Any, source: str) -> None:
+        """Give the slice views' left button to ``tool`` (None: navigation); one panel's tool at a time."""
+        for view in self.slice_views.values():
+            view.set_tool(tool)
+        if tool is not None and source == "ai" and self.tools_panel.active != "navigate":
+            self.tools_panel.buttons["navigate"].setChecked(True)
+            self.tools_panel.active = "navigate"
+            self.tools_panel.stack.setCurrentWidget(self.tools_panel.pages["navigate"])
+        if source == "tools":
+            for button in self.ai_panel.mode_buttons.values():
+                button.setAutoExclusive(False)
+                button.setChecked(False)
+                button.setAutoExclusive(True)
+
+    def _refresh_edit_actions(self) -> None:
+        undo, redo = self.controller.undo_text()
+        self.undo_action.setText(undo)
+        self.redo_action.setText(redo)
+        session = self.controller.session
+        self.undo_action.setEnabled(bool(session and session.undo_stack.can_undo))
+        self.redo_action.setEnabled(bool(session and session.undo_stack.can_redo))
+        self.save_action.setEnabled(session is not None)
+        self.export_action.setEnabled(session is not None)
+
+    def show_panel(self, name: str) -> None:
+        """Show and raise a panel: ``segments``, ``tools``, ``ai`` or ``audit``."""
+        dock = self.docks[name]
+        dock.show()
+        dock.raise_()
+
+    def _list_plugins(self) -> None:
+        """List the AI plugins once, off the GUI thread (plugin packages are imported to describe them)."""
+        if self._plugins_listed:
+            return
+        self._plugins_listed = True
+
+        def work(progress: Any) -> Any:
+            from radlabel.ai.registry import discover
+
+            return discover()
+
+        job = BackgroundJob(self, "Listing AI plugins", work, show_dialog=False)
+        job.done.connect(self.ai_panel.set_plugins)
+        job.failed.connect(lambda message: self.notify(f"AI plugins could not be listed: {message}", 20000))
+        self._plugin_job = job
+        job.start()
+
+    def save_case(self) -> Path | None:
+        session = self.controller.session
+        if session is None:
+            return None
+        path = self.controller.try_call(session.save)
+        if path is not None:
+            self.notify(f"Saved the case in {session.case_dir}", 8000)
+        return path
+
+    def choose_export(self) -> None:
+        if self.controller.session is None:
+            return
+        filters = "DICOM SEG (*.dcm);;RTSTRUCT (*.dcm);;NIfTI (*.nii.gz *.nii);;NRRD (*.seg.nrrd *.nrrd)"
+        path, chosen = QFileDialog.getSaveFileName(self, "Export segmentation", self._last_folder(), filters)
+        if path:
+            rtstruct = chosen.startswith("RTSTRUCT")
+            if chosen.startswith(("DICOM", "RTSTRUCT")) and not path.lower().endswith(".dcm"):
+                path += ".dcm"
+            self.export_to(path, rtstruct=rtstruct)
+
+    def export_to(self, path: str | Path, rtstruct: bool = False) -> BackgroundJob | None:
+        """Write the case's segmentation to ``path`` (format by name: .dcm = DICOM SEG, or RTSTRUCT with
+        ``rtstruct``; .nii.gz / .nrrd / .seg.nrrd label maps) with the audit head, off the GUI thread."""
+        session = self.controller.session
+        if session is None:
+            self.show_error("no case is open: nothing to export")
+            return None
+        volume, segmentation, case_dir, user = session.volume, session.segmentation, session.case_dir, session.user
+
+        def work(progress: Any) -> Any:
+            from radlabel.core.io.seg.api import export_segmentation
+
+            return export_segmentation(
+                volume, segmentation, path, rtstruct=rtstruct, user=user, case=case_dir, progress=progress
+            )
+
+        job = self._start_job(f"Exporting {Path(path).name}", work)
+        job.done.connect(lambda result: self._on_exported(result))
+        return job
+
+    def _on_exported(self, result: Any) -> None:
+        self.exports.append(result)
+        self.notify(f"Exported {result.format} to {result.path}", 15000)
+        self.audit_panel.refresh()
+
     # -- messages ------------------------------------------------------------------------------------------
 
     def notify(self, text: str, milliseconds: int = 10000) -> None:
@@ -483,7 +712,10 @@ class MainWindow(QMainWindow):
             "Right drag / Ctrl + wheel: zoom    Middle drag / Ctrl + left drag: pan\n"
             "Wheel, Up/Down, PageUp/PageDown: next/previous slice (one voxel spacing)\n"
             "Double click: this view alone, and back\n"
-            "1-6: window presets    Ctrl+1/2/3: layouts    Ctrl+0: reset zoom    C: crosshair",
+            "1-6: window presets    Ctrl+1/2/3: layouts    Ctrl+0: reset zoom    C: crosshair\n"
+            "Tools: B paint, E erase, L lasso, F flood fill, T threshold, G grow from seeds, N / Esc navigate\n"
+            "Ctrl+Z / Ctrl+Shift+Z: undo / redo (the Edit menu names the step)    Ctrl+S: save the case\n"
+            "Ctrl+E: export (DICOM SEG, RTSTRUCT, NIfTI, NRRD)",
         )
 
     def show_about(self) -> None:
@@ -522,6 +754,9 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: Any) -> None:  # noqa: N802
         for job in list(self.jobs):
             job.cancel()
+        self.ai_panel.close_panel()
+        self.segment_panel.close_panel()
+        self.controller.close()
         for view in self.views.values():
             view.close_view()
         super().closeEvent(event)

@@ -79,6 +79,17 @@ def mesh_mask(mask: NDArray[np.bool_], origin: Any, spacing: Any) -> Any:
     return normals.GetOutput()
 
 
+def compute_meshes(segmentation: Segmentation | None) -> dict[int, Any]:
+    """Smoothed surface (vtkPolyData or None) of every segment; no rendering, so it may run off the GUI thread."""
+    if segmentation is None:
+        return {}
+    grid = segmentation.grid
+    return {
+        segment.id: mesh_mask(segmentation.mask(segment.id), grid.origin, grid.spacing)
+        for segment in list(segmentation.segments.values())
+    }
+
+
 class SegmentSurfaces:
     """One actor per segment; rebuilt when the segmentation changes, shown/hidden with the display settings."""
 
@@ -88,6 +99,10 @@ class SegmentSurfaces:
         self._matrix = vtkMatrix4x4()
 
     def rebuild(self, segmentation: Segmentation | None) -> None:
+        self.show_meshes(segmentation, compute_meshes(segmentation))
+
+    def show_meshes(self, segmentation: Segmentation | None, meshes: dict[int, Any]) -> None:
+        """Replace the actors by ``meshes`` (from `compute_meshes`, which may run on another thread)."""
         for actor in self.actors.values():
             self._renderer.RemoveViewProp(actor)
         self.actors = {}
@@ -96,7 +111,7 @@ class SegmentSurfaces:
         grid = segmentation.grid
         vtk_matrix(direction_matrix(grid.origin, grid.direction), self._matrix)
         for segment in segmentation.segments.values():
-            surface = mesh_mask(segmentation.mask(segment.id), grid.origin, grid.spacing)
+            surface = meshes.get(segment.id)
             if surface is None or surface.GetNumberOfPoints() == 0:
                 continue
             mapper = vtkPolyDataMapper()

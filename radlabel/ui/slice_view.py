@@ -40,11 +40,12 @@ from radlabel.core import geometry
 from radlabel.ui.segment_overlay import SliceSegmentOverlay
 from radlabel.ui.viewer_state import PLANES, SLICE_VIEWS, VIEW_COLORS, Change, Layout, View, ViewerState, plane_matrix
 from radlabel.ui.vtk_canvas import make_canvas
-from radlabel.ui.vtk_image import CaseImages, vtk_matrix
+from radlabel.ui.vtk_image import CaseImages, image_from_array, mark_modified, vtk_matrix
 
 #: Camera distance from the plane (mm); overlays sit slightly in front of the image, towards the viewer.
 CAMERA_DISTANCE = 500.0
 _FILL_OFFSET, _OUTLINE_OFFSET, _CROSSHAIR_OFFSET = 0.05, 0.1, 0.15
+_PREVIEW_FILL_OFFSET, _PREVIEW_OUTLINE_OFFSET = 0.07, 0.12
 #: Largest reslice output (pixels per side); larger planes get a coarser output spacing.
 MAX_OUTPUT_PIXELS = 2048
 #: Half-gap of the crosshair around the cursor (screen pixels), so the voxel under it stays visible.
@@ -82,6 +83,10 @@ class SliceScene:
         self.matrix = np.eye(4)
         self.axes = vtkMatrix4x4()
         self._fill_matrix, self._outline_matrix, self._crosshair_matrix = vtkMatrix4x4(), vtkMatrix4x4(), vtkMatrix4x4()
+        self._preview_fill_matrix, self._preview_outline_matrix = vtkMatrix4x4(), vtkMatrix4x4()
+        #: Preview overlays (proposal, brush stroke, ...) by key, with the VTK images of their layers.
+        self.previews: dict[str, SliceSegmentOverlay] = {}
+        self._preview_images: dict[str, tuple[list[Any], list[Any]]] = {}
         self.bounds_uv = (-100.0, 100.0, -100.0, 100.0)
         self.output_grid: tuple[tuple[float, ...], tuple[float, ...], tuple[int, ...]] | None = None
         self.show_annotations = True
@@ -210,6 +215,8 @@ class SliceScene:
             self.image_property.SetColorLevel(self.state.level)
         if Change.SEGMENTATION in changes or Change.VOLUME in changes:
             self.overlay.set_layer_images(self.images.layer_images)
+        if moved or changes & {Change.PREVIEW, Change.VOLUME}:
+            self._update_previews(Change.PREVIEW in changes)
         if moved or changes & {Change.SEGMENTATION, Change.SEGMENT_DISPLAY, Change.VOLUME}:
             state = self.state
             self.overlay.update(
@@ -259,6 +266,8 @@ class SliceScene:
         self.reslice.SetOutputSpacing(*self.output_grid[1])
         self.reslice.SetOutputExtent(*self.output_grid[2])
         self.overlay.set_output_grid(*self.output_grid)
+        for preview in self.previews.values():
+            preview.set_output_grid(*self.output_grid)
         self.matrix = np.zeros((4, 4))  # forces _update_plane to write the matrices
 
     def _update_plane(self) -> bool:
@@ -271,11 +280,45 @@ class SliceScene:
             (self._fill_matrix, _FILL_OFFSET),
             (self._outline_matrix, _OUTLINE_OFFSET),
             (self._crosshair_matrix, _CROSSHAIR_OFFSET),
+            (self._preview_fill_matrix, _PREVIEW_FILL_OFFSET),
+            (self._preview_outline_matrix, _PREVIEW_OUTLINE_OFFSET),
         ):
             shifted = matrix.copy()
             shifted[:3, 3] += self.normal * offset
             vtk_matrix(shifted, target)
         return True
+
+    def _update_previews(self, data_changed: bool) -> None:
+        """Draw the state's preview overlays on this plane (hide those that are gone)."""
+        for key, overlay in self.previews.items():
+            if key not in self.state.previews:
+                overlay.fill_actor.VisibilityOff()
+                overlay.outline_actor.VisibilityOff()
+        for key, preview in self.state.previews.items():
+            overlay = self.previews.get(key)
+            if overlay is None:
+                overlay = SliceSegmentOverlay(
+                    self.renderer, self.axes, self._preview_fill_matrix, self._preview_outline_matrix
+                )
+                if self.output_grid is not None:
+                    overlay.set_output_grid(*self.output_grid)
+                self.previews[key] = overlay
+            segmentation = preview.segmentation
+            arrays, images = self._preview_images.get(key, ([], []))
+            if len(arrays) != len(segmentation.layers) or any(
+                a is not b for a, b in zip(arrays, segmentation.layers, strict=True)
+            ):
+                grid = segmentation.grid
+                arrays = list(segmentation.layers)
+                images = [image_from_array(a, grid.origin, grid.spacing, grid.direction, "labels") for a in arrays]
+                self._preview_images[key] = (arrays, images)
+            elif data_changed:
+                for image in images:
+                    mark_modified(image)
+            overlay.set_layer_images(images)
+            overlay.update(
+                segmentation, list(segmentation.segments), preview.opacity, preview.opacity > 0, preview.outline
+            )
 
     def set_annotations_visible(self, visible: bool) -> None:
         """Letters, texts and scale bar on or off (tests hide them to look at the pixels alone)."""

@@ -50,6 +50,7 @@ class Change(enum.Enum):
     WINDOW = "window"
     LAYOUT = "layout"
     CAMERA = "camera"  # zoom or pan of a view
+    PREVIEW = "preview"  # a preview overlay (AI proposal, brush stroke in progress, grow-from-seeds result)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,18 @@ def plane_matrix(view: View, cursor: ArrayLike) -> NDArray[np.float64]:
     matrix[:3, 0], matrix[:3, 1], matrix[:3, 2] = right, up, normal
     matrix[:3, 3] = normal * float(np.dot(normal, np.asarray(cursor, float)))
     return matrix
+
+
+@dataclass
+class Preview:
+    """A temporary overlay drawn over the segments: a proposal under review, a brush stroke being drawn.
+
+    ``segmentation`` is on the volume's grid; ``opacity`` is its fill opacity (0: outline only).
+    """
+
+    segmentation: Segmentation
+    opacity: float = 0.25
+    outline: bool = True
 
 
 @dataclass
@@ -153,6 +166,7 @@ class ViewerState:
         self.show_crosshair = True
         self.hidden_segments: set[int] = set()
         self.changed_box: tuple[slice, slice, slice] | None = None
+        self.previews: dict[str, Preview] = {}
         self._listeners: list[Listener] = []
         self._pending: set[Change] | None = None
 
@@ -196,10 +210,11 @@ class ViewerState:
             self.title = title or str(volume.metadata.get("description", ""))
             self.cursor = self.voxel_world(tuple(n // 2 for n in volume.size))  # a voxel centre
             self.pointer = None
+            self.previews = {}
             self.zoom = dict.fromkeys(View, 1.0)
             self.pan = dict.fromkeys(View, (0.0, 0.0))
             self.apply_preset(presets.default_preset(volume))
-            self._emit(Change.VOLUME, Change.CURSOR, Change.CAMERA, Change.POINTER)
+            self._emit(Change.VOLUME, Change.CURSOR, Change.CAMERA, Change.POINTER, Change.PREVIEW)
             self.set_segmentation(segmentation)
 
     def set_segmentation(self, segmentation: Segmentation | None) -> None:
@@ -220,6 +235,28 @@ class ViewerState:
         """
         self.changed_box = box
         self._emit(Change.SEGMENTATION)
+
+    def sync_segment_visibility(self) -> None:
+        """Take the hidden segments from the segmentation's own ``visible`` flags (after a session change)."""
+        if self.segmentation is not None:
+            hidden = {s.id for s in self.segmentation.segments.values() if not s.visible}
+            if hidden != self.hidden_segments:
+                self.hidden_segments = hidden
+                self._emit(Change.SEGMENT_DISPLAY)
+
+    def set_preview(self, key: str, preview: Preview | None) -> None:
+        """Show (or with ``None`` remove) the preview overlay ``key`` ("proposal", "stroke", "grow", ...)."""
+        if preview is None:
+            if self.previews.pop(key, None) is None:
+                return
+        else:
+            self.previews[key] = preview
+        self._emit(Change.PREVIEW)
+
+    def preview_changed(self, key: str) -> None:
+        """The voxels of preview ``key`` were changed in place."""
+        if key in self.previews:
+            self._emit(Change.PREVIEW)
 
     def volume_data_changed(self) -> None:
         """Voxel values of the shown volume were changed in place."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QFrame, QVBoxLayout, QWidget
 from vtkmodules.vtkFiltersSources import vtkCubeSource
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
@@ -163,6 +164,9 @@ class VolumeScene:
         self.camera_needs_reset = False
 
 
+SURFACE_DELAY_MS = 500
+
+
 class VolumeView(QFrame):
     """The 3D view widget."""
 
@@ -186,8 +190,50 @@ class VolumeView(QFrame):
             self._style = vtkInteractorStyleTrackballCamera()
             self.canvas.interactor.SetInteractorStyle(self._style)
             self._add_orientation_marker()
+        #: Surfaces are rebuilt at most every SURFACE_DELAY_MS after edits (a brush stroke must not wait for
+        #: marching cubes over the whole segment); a new volume rebuilds them at once.
+        self._surface_timer = QTimer(self)
+        self._surface_timer.setSingleShot(True)
+        self._surface_timer.setInterval(SURFACE_DELAY_MS)
+        self._surface_timer.timeout.connect(self._rebuild_surfaces)
+        self._shown_segmentation = state.segmentation
+        self._surface_job: Any = None
+        self._surface_again = False
         self._unsubscribe = state.subscribe(self._on_state)
         self.scene.update(set(Change))
+
+    def _rebuild_surfaces(self) -> None:
+        """Mesh the segments on a worker thread; the actors change on the GUI thread when it is done."""
+        if self._surface_job is not None:  # one at a time: a newer edit reschedules when this one ends
+            self._surface_again = True
+            return
+        from radlabel.ui.loader_thread import BackgroundJob
+        from radlabel.ui.segment_surfaces import compute_meshes
+
+        segmentation = self.state.segmentation
+        job = BackgroundJob(self, "Segment surfaces", lambda _progress: compute_meshes(segmentation), False)
+        job.done.connect(lambda meshes: self._show_surfaces(segmentation, meshes))
+        job.failed.connect(lambda _message: self._surfaces_finished())
+        job.cancelled.connect(self._surfaces_finished)
+        self._surface_job = job
+        job.start()
+
+    def _show_surfaces(self, segmentation: Any, meshes: dict[int, Any]) -> None:
+        if segmentation is self.state.segmentation:
+            self.scene.surfaces.show_meshes(segmentation, meshes)
+            self.scene.surfaces.set_visibility(self.state.show_surfaces, self.state.hidden_segments)
+            self.canvas.request_render()
+        self._surfaces_finished()
+
+    def _surfaces_finished(self) -> None:
+        self._surface_job = None
+        if self._surface_again:
+            self._surface_again = False
+            self._surface_timer.start()
+
+    @property
+    def surfaces_pending(self) -> bool:
+        return self._surface_timer.isActive() or self._surface_job is not None
 
     def _add_orientation_marker(self) -> None:
         from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget
@@ -222,7 +268,14 @@ class VolumeView(QFrame):
             Change.SEGMENT_DISPLAY,
         }:
             return
-        self.scene.update(changes)
+        same = self.state.segmentation is self._shown_segmentation
+        self._shown_segmentation = self.state.segmentation
+        if Change.SEGMENTATION in changes and Change.VOLUME not in changes and same:  # an edit: rebuild later
+            changes = changes - {Change.SEGMENTATION}
+            if not self._surface_timer.isActive():
+                self._surface_timer.start()
+        if changes:
+            self.scene.update(changes)
         self.canvas.request_render()
 
     # canvas handler: the 3D view leaves the mouse to VTK's trackball style
@@ -262,5 +315,6 @@ class VolumeView(QFrame):
         self.canvas.request_render()
 
     def close_view(self) -> None:
+        self._surface_timer.stop()
         self._unsubscribe()
         self.canvas.close()

@@ -62,3 +62,11 @@ def window(qtbot: object, settings: object) -> Iterator[object]:
     if main.message_box is not None:
         main.message_box.close()
     main.close()
+
+
+@pytest.fixture(autouse=True)
+def cases_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Cases (session folders) of the images tests open go to a temporary folder, never beside shared data."""
+    folder = tmp_path / "cases"
+    monkeypatch.setenv("RADLABEL_CASES_DIR", str(folder))
+    return folder

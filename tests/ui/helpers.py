@@ -72,3 +72,14 @@ def bright_spot(pixels: np.ndarray, fraction: float = 0.5) -> tuple[float, float
         float(np.average(rows, weights=weights)) + 0.5,
         top,
     )
+
+
+def activate(qtbot: Any, window: Any) -> None:
+    """Make the window the active one, so its keyboard shortcuts work (Xvfb runs no window manager)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        QApplication.setActiveWindow(window)
+    window.windowHandle().requestActivate()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)

@@ -44,7 +44,7 @@ def test_demo_opens_with_the_lesion_shown_in_every_view(qtbot, window) -> None:
         assert tinted.sum() > 20, view
     assert window.view_3d.scene.surfaces.actors  # a smoothed 3D surface of the lesion
     assert window.view_3d.capture().mean() > 10
-    assert window.segment_panel.list.count() == 1
+    assert window.segment_panel.list.topLevelItemCount() == 1
 
 
 def test_scroll_and_keys_change_the_slice_and_the_readout(qtbot, window) -> None:
@@ -153,8 +153,9 @@ def test_segment_display_controls(qtbot, window) -> None:
     window.segment_panel.surfaces.setChecked(False)
     assert not any(a.GetVisibility() for a in window.view_3d.scene.surfaces.actors.values())
     window.segment_panel.surfaces.setChecked(True)
-    window.segment_panel.list.item(0).setCheckState(Qt.CheckState.Unchecked)
+    window.segment_panel.list.topLevelItem(0).setCheckState(0, Qt.CheckState.Unchecked)
     assert state.hidden_segments == {1}
+    assert not state.segmentation.segments[1].visible  # hiding is a step of the case (undoable)
     assert not any(a.GetVisibility() for a in window.view_3d.scene.surfaces.actors.values())
 
 
@@ -166,15 +167,16 @@ def test_label_map_opens_as_segments_and_one_off_the_image_is_refused(qtbot, win
     labels[44:54, 60:80, 110:130] = 5
     path = save_volume(Volume(labels, volume.origin, volume.spacing, volume.direction), tmp_path / "labels.nii.gz")
     window.open_labelmap(path)
-    segmentation = window.state.segmentation
-    assert [s.name for s in segmentation.segments.values()] == ["Segment 3", "Segment 5"]
-    assert np.array_equal(segmentation.mask(3), labels == 3)
+    segmentation = window.state.segmentation  # the case's: the label map's segments were added to it
+    assert [s.name for s in segmentation.segments.values()] == ["Liver lesion", "Segment 3", "Segment 5"]
+    imported = [s for s in segmentation.segments.values() if s.name != "Liver lesion"]
+    assert np.array_equal(segmentation.mask(imported[0].id), labels == 3)
     assert window.state.readout().segments == ["Segment 3"]  # the cursor jumped into the first segment
     # both outlines are in the axial slice through the cursor, each in its segment's colour
     window.state.set_segment_display(show_fill=False)
     window.render_all()
     pixels = window.slice_views[View.AXIAL].capture().astype(int)
-    for segment in segmentation.segments.values():
+    for segment in imported:
         near = np.abs(pixels - np.array(segment.color)).sum(axis=-1) < 30
         assert near.sum() > 40, segment.name
     grid = (volume.origin, volume.spacing, volume.direction)  # a label map 5 m away from the image
