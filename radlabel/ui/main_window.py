@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from radlabel import __version__
-from radlabel.core.errors import RadlabelError
+from radlabel.core.errors import Cancelled, RadlabelError
 from radlabel.core.io.series import LoadedSeries, ScanResult, SeriesEntry
 from radlabel.core.segmentation.model import Segmentation
 from radlabel.core.volume import Volume
@@ -49,6 +49,9 @@ from radlabel.ui.vtk_canvas import uses_offscreen_canvas
 from radlabel.ui.vtk_image import CaseImages
 
 MAX_RECENT = 10
+DEMO_TITLE = "radlabel demo phantom"
+#: Work that waits for the first frame of a case (see `MainWindow.after_first_frame`) starts after this at worst.
+FIRST_FRAME_FALLBACK_MS = 1000
 #: The AI plugins are listed this long after a case opens (or when the AI panel is first shown).
 PLUGIN_LIST_DELAY_MS = 3000
 RECENT_KEY = "recent_files"
@@ -72,6 +75,7 @@ class MainWindow(QMainWindow):
         self.message_box: QMessageBox | None = None
         self.series_browser: SeriesBrowser | None = None
         self.jobs: list[BackgroundJob] = []
+        self._case_pending = False  # the demo on show, its case folder not made yet (see `busy`)
         self.case_path: str | None = None
         self.warnings: list[str] = []
         self.exports: list[Any] = []
@@ -424,30 +428,60 @@ class MainWindow(QMainWindow):
             self.notify("; ".join(self.warnings), 20000)
 
     def open_demo(self) -> BackgroundJob:
-        """The synthetic CT phantom with its lesion as the segment "Liver lesion" (made off the GUI thread)."""
+        """The synthetic CT phantom with its lesion as the segment "Liver lesion" (made off the GUI thread).
 
-        def work(progress: Any) -> Any:
-            volume, segmentation = demo_case()
-            try:
-                return case_store.demo_session(volume, segmentation)
-            except RadlabelError as exc:
-                return (volume, segmentation, str(exc))
-
-        job = self._start_job("Making the demo case", work)
+        The phantom is shown as soon as it is made; its case (a session in a temporary folder, with the phantom
+        written there as NIfTI) is made right after, off the GUI thread too, and attached when ready: editing
+        starts then (see `_on_demo_session`)."""
+        job = self._start_job("Making the demo case", lambda _progress: demo_case())
         job.done.connect(self._on_demo)
         return job
 
     def _on_demo(self, result: Any) -> None:
-        if isinstance(result, tuple):  # no case folder could be made: show the phantom without one
-            self.show_error(f"{result[2]} — the demo is shown, but edits cannot be saved")
-            self.set_case(result[0], result[1], title="radlabel demo phantom")
+        volume, segmentation = result
+        self.set_case(volume, segmentation, title=DEMO_TITLE)
+
+        def work(progress: Any) -> Any:
+            try:
+                session = case_store.demo_session(volume, segmentation)
+            except RadlabelError as exc:
+                return str(exc)
+            if not progress(1.0, ""):  # the window closed meanwhile
+                session.close()
+                raise Cancelled()
+            return session
+
+        def start() -> None:
+            self._case_pending = False
+            if self.state.volume is not volume:  # another case was opened (or the window closed) meanwhile
+                return
+            job = self._start_job("Making the demo case folder", work, show_dialog=False)
+            job.done.connect(lambda session: self._on_demo_session(session, volume))
+
+        # writing the phantom and the case files (nibabel, SQLite, ...) would compete with the first frame
+        self._case_pending = True
+        self.after_first_frame(start)
+
+    def _on_demo_session(self, result: Any, volume: Volume) -> None:
+        if isinstance(result, str):  # no case folder could be made: the phantom stays on show without one
+            self.show_error(f"{result} — the demo is shown, but edits cannot be saved")
             return
-        self.attach_session(result, "radlabel demo phantom")
+        if self.state.volume is not volume or self.controller.session is not None:  # another case since
+            result.close()
+            return
+        self.attach_session(result, DEMO_TITLE)
 
     def attach_session(self, session: Any, title: str, path: str | None = None) -> None:
         """Show the case of ``session`` (its volume and segmentation) and edit it through the panels."""
         self.controller.attach(session)
-        self.set_case(session.volume, session.segmentation, title=title, path=path)
+        if self.state.volume is session.volume and self.state.segmentation is session.segmentation:
+            self.case_path = path  # on show already (the demo): keep the views as the user left them
+            self.state.title = title or self.state.title
+            self._update_title()
+            if path is not None:
+                self.add_recent(path)
+        else:
+            self.set_case(session.volume, session.segmentation, title=title, path=path)
         self.state.sync_segment_visibility()
         if session.recovered_steps:
             self.notify(
@@ -519,8 +553,41 @@ class MainWindow(QMainWindow):
         if path is not None:
             self.add_recent(path)
 
-    def _start_job(self, title: str, work: Callable[[Any], Any]) -> BackgroundJob:
-        job = BackgroundJob(self, title, work)
+    @property
+    def busy(self) -> bool:
+        """A case is being opened: a job runs, or the case of an image on show is still to be made."""
+        return bool(self.jobs) or self._case_pending
+
+    def after_first_frame(self, callback: Callable[[], Any], fallback_ms: int = FIRST_FRAME_FALLBACK_MS) -> None:
+        """Call ``callback`` on the GUI thread once every view on show has rendered a frame (the case just set
+        is on screen), or after ``fallback_ms`` (a hidden or minimised window renders nothing)."""
+        windows = [self.views[view].canvas.render_window for view in self.state.visible_views()]
+        waiting = set(range(len(windows)))
+        observers: list[tuple[Any, int]] = []
+        called = False
+
+        def finish() -> None:
+            nonlocal called
+            if called:
+                return
+            called = True
+            for window, tag in observers:
+                window.RemoveObserver(tag)
+            callback()
+
+        def rendered(n: int) -> None:
+            waiting.discard(n)
+            if not waiting:
+                QTimer.singleShot(0, finish)  # not from inside VTK's render
+
+        for n, window in enumerate(windows):
+            observers.append((window, window.AddObserver("EndEvent", lambda *_args, n=n: rendered(n))))
+        if not windows:
+            QTimer.singleShot(0, finish)
+        QTimer.singleShot(fallback_ms, finish)
+
+    def _start_job(self, title: str, work: Callable[[Any], Any], show_dialog: bool = True) -> BackgroundJob:
+        job = BackgroundJob(self, title, work, show_dialog=show_dialog)
         job.failed.connect(self.show_error)
         job.cancelled.connect(lambda: self.notify(f"{title}: cancelled", 5000))
         job.done.connect(lambda _result: self._forget(job))

@@ -68,7 +68,9 @@ class VolumeScene:
         self._volume_actor: Any = None
         self.camera_needs_reset = True
 
-    def update(self, changes: set[Change]) -> None:
+    def update(self, changes: set[Change], surfaces: bool = True) -> None:
+        """Bring the scene up to date; ``surfaces=False`` leaves the segment surfaces to the caller (the view
+        meshes them off the GUI thread)."""
         state = self.state
         volume = state.volume
         if Change.VOLUME in changes:
@@ -92,7 +94,7 @@ class VolumeScene:
             if self.volume_rendering:
                 self._build_volume_rendering()
             self.camera_needs_reset = True
-        if Change.SEGMENTATION in changes or Change.VOLUME in changes:
+        if surfaces and (Change.SEGMENTATION in changes or Change.VOLUME in changes):
             self.surfaces.rebuild(state.segmentation)
         if changes & {Change.SEGMENTATION, Change.SEGMENT_DISPLAY, Change.VOLUME}:
             self.surfaces.set_visibility(state.show_surfaces, state.hidden_segments)
@@ -196,6 +198,11 @@ class VolumeView(QFrame):
         self._surface_timer.setSingleShot(True)
         self._surface_timer.setInterval(SURFACE_DELAY_MS)
         self._surface_timer.timeout.connect(self._rebuild_surfaces)
+        #: A new volume or segmentation is meshed right after the first frame that shows it (zero delay).
+        self._new_surface_timer = QTimer(self)
+        self._new_surface_timer.setSingleShot(True)
+        self._new_surface_timer.setInterval(0)
+        self._new_surface_timer.timeout.connect(self._rebuild_surfaces)
         self._shown_segmentation = state.segmentation
         self._surface_job: Any = None
         self._surface_again = False
@@ -233,7 +240,7 @@ class VolumeView(QFrame):
 
     @property
     def surfaces_pending(self) -> bool:
-        return self._surface_timer.isActive() or self._surface_job is not None
+        return self._surface_timer.isActive() or self._new_surface_timer.isActive() or self._surface_job is not None
 
     def _add_orientation_marker(self) -> None:
         from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget
@@ -274,8 +281,12 @@ class VolumeView(QFrame):
             changes = changes - {Change.SEGMENTATION}
             if not self._surface_timer.isActive():
                 self._surface_timer.start()
+        if changes & {Change.VOLUME, Change.SEGMENTATION}:  # another case: its surfaces come off the GUI thread
+            self.scene.surfaces.show_meshes(self.state.segmentation, {})
+            self._surface_timer.stop()
+            self._new_surface_timer.start()
         if changes:
-            self.scene.update(changes)
+            self.scene.update(changes, surfaces=False)
         self.canvas.request_render()
 
     # canvas handler: the 3D view leaves the mouse to VTK's trackball style
@@ -316,5 +327,6 @@ class VolumeView(QFrame):
 
     def close_view(self) -> None:
         self._surface_timer.stop()
+        self._new_surface_timer.stop()
         self._unsubscribe()
         self.canvas.close()

@@ -14,10 +14,10 @@ LOAD_TIMEOUT_MS = 60_000
 
 
 def wait_for_case(qtbot: Any, window: Any, timeout: int = LOAD_TIMEOUT_MS, known_messages: int = 0) -> None:
-    """Wait until a volume is on show and no job is running; fail on a new error message."""
+    """Wait until a volume is on show and its case is open (no job running); fail on a new error message."""
 
     def finished() -> bool:
-        return len(window.messages) > known_messages or (window.state.volume is not None and not window.jobs)
+        return len(window.messages) > known_messages or (window.state.volume is not None and not window.busy)
 
     qtbot.waitUntil(finished, timeout=timeout)
     assert len(window.messages) == known_messages, window.messages
