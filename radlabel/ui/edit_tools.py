@@ -38,6 +38,22 @@ def world_to_kji(volume: Volume, world: Any) -> NDArray[np.float64]:
     return ijk[::-1].copy()
 
 
+def start_stroke(
+    state: ViewerState, controller: CaseController, world: Any
+) -> tuple[Volume, NDArray[np.float64]] | bool:
+    """What a drawing tool needs on mouse press: the volume and the (k, j, i) point, or the press's result
+    (False: no volume, let navigation have it; True: consumed, e.g. no segment to draw into, reported)."""
+    volume = state.volume
+    if volume is None:
+        return False
+    try:
+        controller.require_segment()
+    except RadlabelError as exc:
+        controller.error.emit(str(exc))
+        return True
+    return volume, world_to_kji(volume, world)
+
+
 def inside(shape: tuple[int, ...], kji: NDArray[np.float64]) -> bool:
     return bool(np.all(kji > -0.5) and np.all(kji < np.array(shape) - 0.5))
 
@@ -155,15 +171,10 @@ class BrushTool:
         return {1: (255, 255, 0)}
 
     def press(self, view: Any, world: NDArray[np.float64], event: Any) -> bool:
-        volume = self.state.volume
-        if volume is None:
-            return False
-        try:
-            self.controller.require_segment()
-        except RadlabelError as exc:
-            self.controller.error.emit(str(exc))
-            return True
-        kji = world_to_kji(volume, world)
+        started = start_stroke(self.state, self.controller, world)
+        if not isinstance(started, tuple):
+            return started
+        volume, kji = started
         if not inside(volume.array.shape, kji):
             return True
         self._current = self.settings()
@@ -254,15 +265,10 @@ class LassoTool:
         return polygon_fill(volume, self.axis, self.index, rows_cols)
 
     def press(self, view: Any, world: NDArray[np.float64], event: Any) -> bool:
-        volume = self.state.volume
-        if volume is None:
-            return False
-        try:
-            self.controller.require_segment()
-        except RadlabelError as exc:
-            self.controller.error.emit(str(exc))
-            return True
-        kji = world_to_kji(volume, world)
+        started = start_stroke(self.state, self.controller, world)
+        if not isinstance(started, tuple):
+            return started
+        volume, kji = started
         self.axis = view_axis(volume, view.view)
         self.index = int(np.clip(np.rint(kji[self.axis]), 0, volume.array.shape[self.axis] - 1))
         self.points = [kji]
