@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -376,6 +376,46 @@ class Session:
             if diff is not None:
                 self._commit(diff)
             return diff
+
+    def edit_many(
+        self,
+        tool: str,
+        params: Mapping[str, Any] | None,
+        steps: Sequence[tuple[Region, EditMode | str, int]],
+        rules: MaskingRules = MaskingRules(),  # noqa: B008 - frozen dataclass, safe as a default
+        *,
+        label: str | None = None,
+    ) -> EditDiff | None:
+        """Several ``(region, mode, segment_id)`` edits as ONE undo step (e.g. grow-from-seeds writing each
+        competing segment). If any of them fails, none is kept."""
+        parameters = dict(params or {})
+        try:
+            json.dumps(parameters)
+        except (TypeError, ValueError) as exc:
+            raise EditError(f"tool parameters must be JSON data ({exc})") from None
+        with self._lock:
+            self._check_open()
+            applied: list[EditDiff] = []
+            try:
+                for region, mode, segment_id in steps:
+                    diff = edits.apply_region(
+                        self.segmentation, self.volume.array, segment_id, region, mode, rules,
+                        tool=tool, parameters=parameters,
+                    )  # fmt: skip
+                    if diff is not None:
+                        applied.append(diff)
+            except BaseException:
+                for diff in reversed(applied):
+                    edits.revert(self.segmentation, diff, check=False)
+                raise
+            if not applied:
+                return None
+            voxels = sum(d.voxels_changed.total for d in applied)
+            combined = edits.combine(
+                applied, label or f"{tool.replace('-', ' ').capitalize()}, {voxels:,} voxels", tool, parameters
+            )
+            self._commit(combined)
+            return combined
 
     def add_segment(self, name: str, color: tuple[int, int, int] | None = None, **fields: Any) -> Segment:
         """Add an empty segment (undoable); ``fields`` are other `Segment` fields (category, type, ...)."""

@@ -134,6 +134,13 @@ class CaseController(QObject):
             tool, params, region, mode, target, rules if rules is not None else self.effective_rules(), label=label
         )
 
+    def edit_many(
+        self, tool: str, params: Mapping[str, Any], steps: list[tuple[Region, EditMode, int]]
+    ) -> EditDiff | None:
+        """Several segments' edits as one undo step (grow from seeds), with the masking settings."""
+        session = self.require_session()
+        return session.edit_many(tool, params, steps, self.effective_rules())
+
     def try_call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """Call ``function``; a `RadlabelError` becomes the :attr:`error` signal (the window shows it)."""
         try:

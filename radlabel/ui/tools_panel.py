@@ -404,8 +404,8 @@ class ToolsPanel(QWidget):
         if result is None:
             return
         params = {"margin_mm": self.grow_margin.value(), "segments": [int(s) for s in result]}
-        for sid, (region, mode) in result.items():
-            self.controller.try_call(self.controller.edit, "grow-from-seeds", params, region, mode, sid)
+        steps = [(region, mode, sid) for sid, (region, mode) in result.items()]
+        self.controller.try_call(self.controller.edit_many, "grow-from-seeds", params, steps)
         self.grow_cancel()
 
     def grow_cancel(self) -> None:

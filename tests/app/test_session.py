@@ -288,3 +288,41 @@ def test_every_change_review_and_undo_is_in_the_verified_audit_trail(tmp_path: P
     assert edit["tool"] == "paint" and edit["parameters"] == {"radius_mm": 5}
     assert edit["voxels_added"] == 8 * 32 * 32 and edit["segment_id"] == segment.id
     assert records[2].payload["details"]["model"]["name"] == "m"
+
+
+def test_several_edits_are_one_undo_step_and_survive_reopening(tmp_path: Path) -> None:
+    import numpy as np
+
+    from radlabel.core.demo import make_demo_ct
+    from radlabel.core.edit.request import EditMode, MaskingRules, Overwrite, Region
+    from radlabel.core.io.writers import save_volume
+
+    volume, _ = make_demo_ct(shape=(8, 32, 32))
+    source = save_volume(volume, tmp_path / "image.nii.gz")
+    rng = np.random.default_rng(3)
+    with Session.create(tmp_path / "case", volume, source) as session:
+        a, b = session.add_segment("A"), session.add_segment("B")
+        session.edit("paint", {}, Region((0, 0, 0), rng.random((8, 32, 32)) > 0.7), EditMode.ADD, a.id)
+        before = [layer.copy() for layer in session.segmentation.layers]
+        steps = [
+            (Region((1, 2, 3), rng.random((5, 20, 20)) > 0.5), EditMode.REPLACE, a.id),
+            (Region((0, 5, 5), rng.random((6, 20, 20)) > 0.4), EditMode.ADD, b.id),  # overlaps A: new layer
+            (Region((2, 0, 0), rng.random((3, 32, 32)) > 0.8), EditMode.REMOVE, a.id),
+        ]
+        combined = session.edit_many(
+            "grow-from-seeds", {"margin_mm": 10}, steps, MaskingRules(overwrite=Overwrite.NONE)
+        )
+        assert combined is not None and session.undo_stack.undo_label.startswith("Grow from seeds")
+        after = [layer.copy() for layer in session.segmentation.layers]
+        assert len(after) == 2 and len(before) == 1
+        session.undo()
+        assert len(session.segmentation.layers) == 1
+        np.testing.assert_array_equal(session.segmentation.layers[0], before[0])
+        session.redo()
+        for ours, theirs in zip(session.segmentation.layers, after, strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+    with Session.open(tmp_path / "case") as reopened:
+        for ours, theirs in zip(reopened.segmentation.layers, after, strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+        reopened.undo()
+        np.testing.assert_array_equal(reopened.segmentation.layers[0], before[0])

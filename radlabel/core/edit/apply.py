@@ -30,7 +30,7 @@ import enum
 import json
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -844,3 +844,63 @@ __all__ = [
     "revert",
     "update_segment",
 ]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Several edits as one step
+
+
+def combine(diffs: Sequence[EditDiff], label: str, tool: str, parameters: Mapping[str, Any]) -> EditDiff:
+    """One undo step for edits applied one after another (e.g. grow-from-seeds writing several segments).
+
+    For every voxel, the combined diff keeps the value before the first edit that touched it and the value
+    after the last one, so `revert` / `reapply` of the result equal reverting / reapplying them all in turn.
+    """
+    if not diffs:
+        raise EditError("nothing to combine")
+    if len(diffs) == 1:
+        only = diffs[0]
+        return replace(only, label=label, tool=tool, parameters=dict(parameters))
+    per_layer: dict[int, list[LayerDelta]] = {}
+    for diff in diffs:
+        for delta in diff.layer_deltas:
+            per_layer.setdefault(delta.layer, []).append(delta)
+    deltas = []
+    for layer, parts in sorted(per_layer.items()):
+        dtype = np.result_type(*[np.dtype(part.dtype) for part in parts])
+        indices = np.concatenate([part.flat_indices() for part in parts])
+        old = np.concatenate([part.old_values().astype(dtype) for part in parts])
+        new = np.concatenate([part.new_values().astype(dtype) for part in parts])
+        # np.unique keeps the first occurrence: the oldest value; on the reversed arrays, the newest.
+        unique, first = np.unique(indices, return_index=True)
+        _, last_reversed = np.unique(indices[::-1], return_index=True)
+        last = indices.size - 1 - last_reversed
+        deltas.append(LayerDelta.encode(layer, unique, old[first], new[last]))
+    rows: dict[int, SegmentChange] = {}
+    for diff in diffs:
+        for change in diff.segment_changes:
+            earlier = rows.get(change.segment_id)
+            before = earlier.before if earlier is not None else change.before
+            rows[change.segment_id] = SegmentChange(change.segment_id, before, change.after)
+    boxes = [diff.box for diff in diffs if diff.box is not None]
+    box: Box | None = None
+    if boxes:
+        low = tuple(int(min(b[0][n] for b in boxes)) for n in range(3))
+        high = tuple(int(max(b[1][n] for b in boxes)) for n in range(3))
+        box = ((low[0], low[1], low[2]), (high[0], high[1], high[2]))
+    segments = {diff.segment_id for diff in diffs}
+    return EditDiff(
+        kind=DiffKind.EDIT,
+        label=label,
+        tool=tool,
+        parameters=dict(parameters),
+        segment_id=segments.pop() if len(segments) == 1 else None,
+        voxels_changed=VoxelsChanged(
+            sum(d.voxels_changed.added for d in diffs), sum(d.voxels_changed.removed for d in diffs)
+        ),
+        box=box,
+        layer_deltas=tuple(deltas),
+        segment_changes=tuple(rows.values()),
+        layers_before=diffs[0].layers_before,
+        layers_after=diffs[-1].layers_after,
+    )
