@@ -20,6 +20,9 @@ radlabel_monai_plugin = pytest.importorskip("radlabel_monai.plugin")
 from radlabel.ai.sdk import ENTRY_POINT_GROUP, InferenceRequest, Plugin  # noqa: E402
 from radlabel.core.errors import Cancelled  # noqa: E402
 
+# torch.jit and MONAI's Orientationd announce future API changes; not what these tests are about
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
 PIXDIM = 1.5
 A_MIN, A_MAX = -50.0, 150.0
 NETWORK = {

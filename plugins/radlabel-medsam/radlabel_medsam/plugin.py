@@ -285,6 +285,10 @@ class _SamPlugin:
         limits: tuple[int, int] | None = None,
     ) -> _Slices:
         rule = _propagation_rule(request.options)
+        if seed_results and not (seed >= 0.5).any():  # the model found nothing in the box: nothing to follow
+            stopped = {"+": "the seed slice's proposal is empty", "-": "the seed slice's proposal is empty"}
+            info = {"seed_slice": index, "slices": [index, index], "stopped": stopped, "rule": asdict(rule)}
+            return _Slices(axis, {index: seed}, seed_results, {"propagation": info})
 
         def progress(fraction: float, message: str) -> None:
             _report(context, 0.05 + 0.95 * fraction, message)
