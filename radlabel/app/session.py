@@ -355,11 +355,7 @@ class Session:
         given. Raises `EditError` / `LockedSegmentError` for an edit that cannot be made and `JournalError` when
         it cannot be journalled (the segmentation is then unchanged).
         """
-        parameters = dict(params or {})
-        try:
-            json.dumps(parameters)
-        except (TypeError, ValueError) as exc:
-            raise EditError(f"tool parameters must be JSON data ({exc})") from None
+        parameters = _json_parameters(params)
         with self._lock:
             self._check_open()
             diff = edits.apply_region(
@@ -388,11 +384,7 @@ class Session:
     ) -> EditDiff | None:
         """Several ``(region, mode, segment_id)`` edits as ONE undo step (e.g. grow-from-seeds writing each
         competing segment). If any of them fails, none is kept."""
-        parameters = dict(params or {})
-        try:
-            json.dumps(parameters)
-        except (TypeError, ValueError) as exc:
-            raise EditError(f"tool parameters must be JSON data ({exc})") from None
+        parameters = _json_parameters(params)
         with self._lock:
             self._check_open()
             applied: list[EditDiff] = []
@@ -452,44 +444,35 @@ class Session:
 
     def undo(self) -> EditDiff | None:
         """Revert the last step; returns it (``None`` when there is nothing to undo)."""
-        with self._lock:
-            self._check_open()
-            if not self.undo_stack.can_undo:
-                return None
-            diff = self.undo_stack.pop_undo()
-            try:
-                edits.revert(self.segmentation, diff)
-            except BaseException:
-                self.undo_stack.unpop_undo()
-                raise
-            try:
-                seq, when = self._journal(JournalOp.UNDO, None, f"Undo {diff.label}")
-            except BaseException:
-                edits.reapply(self.segmentation, diff, check=False)
-                self.undo_stack.unpop_undo()
-                raise
-            self._emit(EventKind.UNDO, diff, seq, when)
-            return diff
+        return self._travel(undo=True)
 
     def redo(self) -> EditDiff | None:
         """Reapply the last undone step; returns it (``None`` when there is nothing to redo)."""
+        return self._travel(undo=False)
+
+    def _travel(self, undo: bool) -> EditDiff | None:
+        """Undo or redo one step: change the segmentation, journal it, announce it; all or nothing."""
+        stack = self.undo_stack
+        pop, unpop = (stack.pop_undo, stack.unpop_undo) if undo else (stack.pop_redo, stack.unpop_redo)
+        go, back = (edits.revert, edits.reapply) if undo else (edits.reapply, edits.revert)
+        op, kind, verb = (JournalOp.UNDO, EventKind.UNDO, "Undo") if undo else (JournalOp.REDO, EventKind.REDO, "Redo")
         with self._lock:
             self._check_open()
-            if not self.undo_stack.can_redo:
+            if not (stack.can_undo if undo else stack.can_redo):
                 return None
-            diff = self.undo_stack.pop_redo()
+            diff = pop()
             try:
-                edits.reapply(self.segmentation, diff)
+                go(self.segmentation, diff)
             except BaseException:
-                self.undo_stack.unpop_redo()
+                unpop()
                 raise
             try:
-                seq, when = self._journal(JournalOp.REDO, None, f"Redo {diff.label}")
+                seq, when = self._journal(op, None, f"{verb} {diff.label}")
             except BaseException:
-                edits.revert(self.segmentation, diff, check=False)
-                self.undo_stack.unpop_redo()
+                back(self.segmentation, diff, check=False)
+                unpop()
                 raise
-            self._emit(EventKind.REDO, diff, seq, when)
+            self._emit(kind, diff, seq, when)
             return diff
 
     def save(self) -> Path:
@@ -574,6 +557,16 @@ class Session:
                 listener(event)
             except Exception:
                 log.exception("a session listener failed on %s", kind.value)
+
+
+def _json_parameters(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Tool parameters as given, checked to be JSON data: they are journalled and audited verbatim."""
+    parameters = dict(params or {})
+    try:
+        json.dumps(parameters)
+    except (TypeError, ValueError) as exc:
+        raise EditError(f"tool parameters must be JSON data ({exc})") from None
+    return parameters
 
 
 def _load_source(
