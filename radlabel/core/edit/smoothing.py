@@ -11,7 +11,7 @@ covering that box, for ``EditMode.REPLACE``. `joint_smoothing` returns one such 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -58,54 +58,62 @@ def _crop(segmentation: Segmentation, segment_id: int, pad: Sequence[int]) -> tu
     return segment_crop(segmentation, segment_id, [p + 1 for p in pad])
 
 
+def _kernel_operation(
+    segmentation: Segmentation,
+    segment_id: int,
+    kernel_mm: float,
+    reach: int,
+    operate: Callable[[NDArray[np.bool_], tuple[int, int, int]], NDArray[np.bool_]],
+) -> Region:
+    """Run ``operate(mask, half_sizes)`` on the segment's box, padded by ``reach`` kernel half-sizes so the
+    operation sees background round the segment. A kernel under one voxel leaves the segment as it is."""
+    half = kernel_half_sizes(check_length("kernel size", kernel_mm), spacing_kji(segmentation))
+    crop = _crop(segmentation, segment_id, [reach * h for h in half])
+    if crop is None:
+        return empty_region()
+    box, mask = crop
+    if not any(half):
+        return Region(box_offset(box), mask)
+    return Region(box_offset(box), operate(mask, half))
+
+
 def median_smoothing(segmentation: Segmentation, segment_id: int, kernel_mm: float) -> Region:
     """The segment after a median filter of ``kernel_mm`` (a voxel stays in when most of its box is in).
 
     Removes specks and fills pits smaller than about half the kernel; keeps edges and corners larger than it.
     """
-    size = check_length("kernel size", kernel_mm)
-    half = kernel_half_sizes(size, spacing_kji(segmentation))
-    crop = _crop(segmentation, segment_id, half)
-    if crop is None:
-        return empty_region()
-    box, mask = crop
-    if not any(half):
-        return Region(box_offset(box), mask)
-    # for a binary image the median of an odd-sized box is "more than half are in": a box mean, much faster
-    mean = ndimage.uniform_filter(mask.astype(np.float32), size=[2 * h + 1 for h in half], mode="constant")
-    return Region(box_offset(box), mean > 0.5)
+
+    def median(mask: NDArray[np.bool_], half: tuple[int, int, int]) -> NDArray[np.bool_]:
+        # for a binary image the median of an odd-sized box is "more than half are in": a box mean, much faster
+        mean = ndimage.uniform_filter(mask.astype(np.float32), size=[2 * h + 1 for h in half], mode="constant")
+        result: NDArray[np.bool_] = mean > 0.5
+        return result
+
+    return _kernel_operation(segmentation, segment_id, kernel_mm, 1, median)
 
 
 def opening(segmentation: Segmentation, segment_id: int, kernel_mm: float) -> Region:
     """The segment after morphological opening (erode, then dilate): removes parts thinner than the kernel."""
-    size = check_length("kernel size", kernel_mm)
-    half = kernel_half_sizes(size, spacing_kji(segmentation))
-    crop = _crop(segmentation, segment_id, half)
-    if crop is None:
-        return empty_region()
-    box, mask = crop
-    if not any(half):
-        return Region(box_offset(box), mask)
-    result = ndimage.binary_opening(mask, structure=_ellipsoid_element(half))
-    return Region(box_offset(box), result)
+
+    def open_(mask: NDArray[np.bool_], half: tuple[int, int, int]) -> NDArray[np.bool_]:
+        result: NDArray[np.bool_] = ndimage.binary_opening(mask, structure=_ellipsoid_element(half))
+        return result
+
+    return _kernel_operation(segmentation, segment_id, kernel_mm, 1, open_)
 
 
 def closing(segmentation: Segmentation, segment_id: int, kernel_mm: float) -> Region:
     """The segment after morphological closing (dilate, then erode): fills gaps and holes narrower than the
     kernel."""
-    size = check_length("kernel size", kernel_mm)
-    half = kernel_half_sizes(size, spacing_kji(segmentation))
-    crop = _crop(segmentation, segment_id, [2 * h for h in half])
-    if crop is None:
-        return empty_region()
-    box, mask = crop
-    if not any(half):
-        return Region(box_offset(box), mask)
-    element = _ellipsoid_element(half)
-    # dilate and erode separately: binary_closing's erosion treats the array's border as background
-    dilated = ndimage.binary_dilation(mask, structure=element)
-    result = ndimage.binary_erosion(dilated, structure=element, border_value=1)
-    return Region(box_offset(box), result)
+
+    def close(mask: NDArray[np.bool_], half: tuple[int, int, int]) -> NDArray[np.bool_]:
+        element = _ellipsoid_element(half)
+        # dilate and erode separately: binary_closing's erosion treats the array's border as background
+        dilated = ndimage.binary_dilation(mask, structure=element)
+        result: NDArray[np.bool_] = ndimage.binary_erosion(dilated, structure=element, border_value=1)
+        return result
+
+    return _kernel_operation(segmentation, segment_id, kernel_mm, 2, close)
 
 
 def gaussian_smoothing(segmentation: Segmentation, segment_id: int, sigma_mm: float) -> Region:
