@@ -20,9 +20,8 @@ from numpy.typing import NDArray
 
 from radlabel.core.errors import CorruptPixelDataError, InputError, UnreadablePathError, UnsupportedFormatError
 from radlabel.core.io.nifti import check_readable_file, compact_array, nearest_orthonormal, out_size_text
-from radlabel.core.io.series import LoadedSeries, SeriesEntry, SeriesInfo
+from radlabel.core.io.series import LoadedSeries, SeriesEntry, SeriesInfo, volume_on_grid
 from radlabel.core.progress import Progress, ProgressCallback
-from radlabel.core.volume import Volume
 
 #: File suffix -> (format name shown to users, ITK ImageIO that must read it).
 FORMATS: dict[str, tuple[str, str]] = {
@@ -295,19 +294,7 @@ def _load(path: Path, info: SeriesInfo, metadata: dict[str, Any], callback: Prog
     array = array.reshape((info.n_volumes, k, j, i))
     volumes = []
     for t in range(info.n_volumes):
-        volume_metadata = dict(metadata)
-        if info.n_volumes > 1:
-            volume_metadata["volume_index"] = t
-            volume_metadata["volume_label"] = info.volume_labels[t]
-        volumes.append(
-            Volume(
-                array=np.ascontiguousarray(array[t]),
-                origin=np.array(info.origin),
-                spacing=np.array(info.spacing),
-                direction=np.array(info.direction),
-                metadata=volume_metadata,
-            )
-        )
+        volumes.append(volume_on_grid(array, info, metadata, t))
         progress.report(0.8 + 0.2 * (t + 1) / info.n_volumes, f"converting {path.name}")
     return LoadedSeries(info=info, volumes=volumes, warnings=list(info.warnings))
 

@@ -34,9 +34,8 @@ from radlabel.core.errors import (
     UnreadablePathError,
     UnsupportedFormatError,
 )
-from radlabel.core.io.series import LoadedSeries, SeriesEntry, SeriesInfo
+from radlabel.core.io.series import LoadedSeries, SeriesEntry, SeriesInfo, volume_on_grid
 from radlabel.core.progress import Progress, ProgressCallback
-from radlabel.core.volume import Volume
 
 FORMAT = "NIfTI"
 SUFFIXES = (".nii", ".nii.gz")
@@ -486,19 +485,7 @@ def _load(path: Path, info: SeriesInfo, header: _Header, callback: ProgressCallb
         ) from None
     volumes = []
     for t in range(values.shape[0]):
-        metadata = dict(header.metadata)
-        if values.shape[0] > 1:
-            metadata["volume_index"] = t
-            metadata["volume_label"] = info.volume_labels[t]
-        volumes.append(
-            Volume(
-                array=np.ascontiguousarray(values[t]),
-                origin=np.array(info.origin),
-                spacing=np.array(info.spacing),
-                direction=np.array(info.direction),
-                metadata=metadata,
-            )
-        )
+        volumes.append(volume_on_grid(values, info, header.metadata, t))
         progress.report(0.95 + 0.05 * (t + 1) / values.shape[0], f"reading {path.name}")
     return LoadedSeries(info=info, volumes=volumes, warnings=list(info.warnings))
 

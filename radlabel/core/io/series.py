@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from radlabel.core import geometry
 from radlabel.core.progress import ProgressCallback
@@ -79,6 +80,21 @@ class LoadedSeries:
     def volume(self) -> Volume:
         """The first (for 3D series the only) volume."""
         return self.volumes[0]
+
+
+def volume_on_grid(values: NDArray[Any], info: SeriesInfo, metadata: dict[str, Any], index: int) -> Volume:
+    """Volume ``index`` of a ``[t, k, j, i]`` array on the series' grid; 4D series label each volume."""
+    volume_metadata = dict(metadata)
+    if values.shape[0] > 1:
+        volume_metadata["volume_index"] = index
+        volume_metadata["volume_label"] = info.volume_labels[index]
+    return Volume(
+        array=np.ascontiguousarray(values[index]),
+        origin=np.array(info.origin),
+        spacing=np.array(info.spacing),
+        direction=np.array(info.direction),
+        metadata=volume_metadata,
+    )
 
 
 SeriesLoader = Callable[[ProgressCallback | None], LoadedSeries]
