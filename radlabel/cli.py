@@ -257,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     from radlabel.cli_ai import add_commands as add_ai_commands
 
     add_ai_commands(commands)  # segment
+    from radlabel.cli_admin import add_commands as add_admin_commands
+
+    add_admin_commands(commands)  # config, models, doctor
     return parser
 
 

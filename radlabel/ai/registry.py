@@ -6,6 +6,8 @@ inside its functions is listed without importing them. A plugin that fails to im
 with its error; it never breaks the listing. Plugins not in the site's ``ai.allowed_plugins`` are listed as
 not allowed and their code is not run at all.
 
+The site policy ``ai.allow_gpu = false`` makes every plugin's device the CPU (`choose_device`).
+
 Extra factories (development, tests, site-local models that are not packaged) come from settings
 ``ai.extra_plugins`` and the environment variable ``RADLABEL_EXTRA_PLUGINS`` (comma- or whitespace-separated),
 each ``name=module:function`` or ``module:function`` (then named by the plugin's ``name``). The worker
@@ -241,9 +243,13 @@ def probe_accelerator() -> str:
     return "cpu"
 
 
-def choose_device(capabilities: Capabilities, preference: str, available: str) -> str:
+def choose_device(capabilities: Capabilities, preference: str, available: str, *, allow_gpu: bool = True) -> str:
     """The device a plugin runs on: the settings' preference (or ``available`` for "auto"), limited to the
-    devices the plugin declares (CPU when it declares others only)."""
+    devices the plugin declares (CPU when it declares others only). ``allow_gpu=False`` (site policy
+    ``ai.allow_gpu = false``) means the CPU, always: a plugin that cannot run on it then fails to load rather
+    than use a GPU the site forbids."""
+    if not allow_gpu:
+        return "cpu"
     wanted = available if preference in ("", "auto") else preference
     if capabilities.devices and wanted.split(":")[0] not in capabilities.devices:
         return "cpu" if "cpu" in capabilities.devices else sorted(capabilities.devices)[0]
@@ -270,7 +276,10 @@ def describe(source: PluginSource, settings: Settings, accelerator: str | None =
     except Exception as exc:
         weights = WeightsStatus(present=False, message=f"weights_status failed: {type(exc).__name__}: {exc}")
     device = choose_device(
-        plugin.capabilities, settings.ai.device, accelerator if accelerator is not None else probe_accelerator()
+        plugin.capabilities,
+        settings.ai.device,
+        accelerator if accelerator is not None else probe_accelerator(),
+        allow_gpu=settings.ai.allow_gpu,
     )
     return PluginInfo(
         name=name,
@@ -288,7 +297,7 @@ def discover(settings: Settings | None = None) -> list[PluginInfo]:
     """Every plugin with its capabilities, device and weights status, in name order; broken ones with their
     error. A name declared twice keeps the first declaration; the others are listed with an error."""
     settings = settings if settings is not None else load_settings()
-    accelerator = probe_accelerator()
+    accelerator = probe_accelerator() if settings.ai.allow_gpu else "cpu"
     infos: list[PluginInfo] = []
     seen: dict[str, PluginInfo] = {}
     try:

@@ -10,18 +10,21 @@ value names a zero-argument factory returning the plugin, e.g. in the plugin's `
 radlabel runs plugins in a worker process: ``load`` once, then ``predict`` for each request. A plugin
 reports progress and checks for cancellation through the ``PluginContext``; it returns a `Proposal`, which
 the reader sees as a proposal until they accept it. Plugins never download anything: weights come from an
-installed package or a path given by the user or site configuration, and their SHA-256 is recorded.
+installed package, an installed model pack (``find_model_pack``) or a path given by the user or site
+configuration, and their SHA-256 is recorded.
 
-Only the standard library, numpy and radlabel's error types are imported here; plugins import torch/MONAI
-themselves, lazily. The errors a plugin raises are re-exported here: ``InputError`` for a prompt it cannot use,
-``PluginError`` / ``PluginWeightsError`` for its own failures, and ``Cancelled`` (raised for it by
-``context.progress``).
+Only the standard library, numpy and radlabel's error types are imported here (the settings and model-pack
+modules only inside the functions that need them); plugins import torch/MONAI themselves, lazily. The errors
+a plugin raises are re-exported here: ``InputError`` for a prompt it cannot use, ``PluginError`` /
+``PluginWeightsError`` for its own failures, and ``Cancelled`` (raised for it by ``context.progress``).
 
 SDK history (a plugin may set ``sdk_version = "1.1"``; radlabel refuses a plugin whose major version differs):
 
 - 1.0: capabilities, prompts, request, proposal, context, weights status.
 - 1.1 (compatible): ``Capabilities.devices``; helpers ``verify_weights``, ``plugin_settings``, ``cache_key``;
   ``sha256_of`` remembers digests of unchanged files; ``select_device("auto")``.
+- 1.2 (compatible): model packs (``find_model_pack``, ``model_packs``, ``ModelPack``), installed offline with
+  ``radlabel models install``; ``plugin_settings_or_empty``.
 
 The full guide, with a complete example plugin, is ``docs/plugin-sdk.md``.
 """
@@ -30,17 +33,21 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from radlabel.core.errors import Cancelled, InputError, PluginError, PluginWeightsError
+
+if TYPE_CHECKING:
+    from radlabel.core.settings import Settings
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -53,6 +60,7 @@ __all__ = [
     "InputError",
     "MaskPrompt",
     "ModelIdentity",
+    "ModelPack",
     "Plugin",
     "PluginContext",
     "PluginError",
@@ -64,13 +72,16 @@ __all__ = [
     "Proposal",
     "WeightsStatus",
     "cache_key",
+    "find_model_pack",
+    "model_packs",
     "plugin_settings",
+    "plugin_settings_or_empty",
     "select_device",
     "sha256_of",
     "verify_weights",
 ]
 
-SDK_VERSION = "1.1"
+SDK_VERSION = "1.2"
 ENTRY_POINT_GROUP = "radlabel.plugins"
 
 
@@ -316,6 +327,106 @@ def plugin_settings(plugin_name: str) -> dict[str, Any]:
 
 
 _settings_provider: Callable[[str], dict[str, Any]] | None = None
+_settings_object: Settings | None = None  # the worker may set the settings of the process that started it
+_log = logging.getLogger(__name__)
+
+
+def plugin_settings_or_empty(plugin_name: str) -> dict[str, Any]:
+    """`plugin_settings`, or ``{}`` when the settings cannot be read (a broken settings file, no permission).
+
+    Use it where a failure must not break anything, such as ``weights_status()`` during a plugin listing;
+    ``load`` should call `plugin_settings` so that the reader sees the settings error.
+    """
+    try:
+        return plugin_settings(plugin_name)
+    except Exception as exc:
+        _log.warning("settings for plugin %s cannot be read: %s", plugin_name, exc)
+        return {}
+
+
+def _current_settings() -> Settings:
+    """The settings model packs are searched with: in the worker those of the radlabel process that started
+    it (the worker hands them to the SDK), elsewhere the user and site files; defaults when those are broken."""
+    from radlabel.core.settings import Settings, load_settings
+
+    if _settings_object is not None:
+        return _settings_object
+    owner = getattr(_settings_provider, "__self__", None)  # the worker sets Settings.plugin_options
+    if isinstance(owner, Settings):
+        return owner
+    try:
+        return load_settings()
+    except Exception as exc:
+        _log.warning("settings cannot be read, searching the default model folders: %s", exc)
+        return Settings()
+
+
+@dataclass(frozen=True)
+class ModelPack:
+    """An installed model pack (``radlabel models install``), as a plugin sees it.
+
+    ``files`` maps each role of the pack's manifest to its file and ``sha256`` to the digest the manifest
+    pins; pass both to `verify_weights` before loading (``verify()`` checks every file of the pack).
+    """
+
+    name: str
+    version: str
+    kind: str  # "onnx", "torch-weights", "monai-bundle"
+    path: Path  # the pack folder
+    files: Mapping[str, Path]  # role -> file
+    manifest: Mapping[str, Any]  # radlabel-pack.json as read
+    sha256: Mapping[str, str] = field(default_factory=dict)  # role -> pinned SHA-256 (hex)
+
+    def file(self, role: str) -> Path:
+        """The file with that role; `PluginWeightsError` naming the pack and its roles when there is none."""
+        if role not in self.files:
+            raise PluginWeightsError(
+                f"model pack {self.name} ({self.path}) has no file with role {role!r} "
+                f"(roles: {', '.join(sorted(self.files)) or 'none'})",
+                fix="install the pack version made for this plugin",
+            )
+        return self.files[role]
+
+    def verify(self) -> list[str]:
+        """Problems with the pack's files (sizes, SHA-256, unlisted files); empty when it is intact."""
+        from radlabel.app.model_packs import read_installed
+
+        return read_installed(self.path, check_name=False).verify()
+
+
+def _as_model_pack(pack: Any) -> ModelPack:
+    by_role = pack.manifest.by_role()
+    return ModelPack(
+        name=pack.name,
+        version=pack.version,
+        kind=pack.kind,
+        path=pack.path,
+        files={role: pack.path / entry.path for role, entry in by_role.items()},
+        manifest=dict(pack.manifest.raw),
+        sha256={role: entry.sha256 for role, entry in by_role.items()},
+    )
+
+
+def find_model_pack(name: str) -> ModelPack | None:
+    """The installed model pack called ``name`` (first in the search order of the settings' model folders),
+    or None when none is installed. Cheap: reads manifests, hashes nothing; call `verify_weights` on the
+    files you load (``pack.file(role)``, ``pack.sha256[role]``)."""
+    from radlabel.app.model_packs import find_pack
+
+    pack = find_pack(name, _current_settings())
+    return _as_model_pack(pack) if pack is not None else None
+
+
+def model_packs(kind: str | None = None, plugin: str | None = None) -> list[ModelPack]:
+    """Every installed (not shadowed) model pack, optionally only of one ``kind`` and/or listing ``plugin``
+    in its manifest's ``plugins`` (e.g. ``model_packs("monai-bundle", "monai_bundle")``)."""
+    from radlabel.app.model_packs import scan_packs
+
+    return [
+        _as_model_pack(pack)
+        for pack in scan_packs(_current_settings()).active
+        if (kind is None or pack.kind == kind) and (plugin is None or plugin in pack.manifest.plugins)
+    ]
 
 
 def cache_key(*parts: Any) -> str:

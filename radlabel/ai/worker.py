@@ -351,8 +351,14 @@ def _worker_device(capabilities: Capabilities, settings: Settings) -> tuple[str,
     notes: list[str] = []
     if capabilities.devices and capabilities.devices <= {"cpu"}:
         return "cpu", notes
+    if not settings.ai.allow_gpu:
+        # Site policy: hide the GPUs from CUDA too, so a plugin that ignores the device it is given cannot
+        # reach one (torch reads the variable when it first initialises CUDA, after this point).
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        notes.append("the site configuration allows the CPU only (ai.allow_gpu = false)")
+        return "cpu", notes
     available = sdk.select_device(None)
-    device = registry.choose_device(capabilities, settings.ai.device, available)
+    device = registry.choose_device(capabilities, settings.ai.device, available, allow_gpu=settings.ai.allow_gpu)
     wanted = device.split(":")[0]
     if wanted in ("cuda", "mps") and wanted != available:
         notes.append(f"{device} was asked for but is not available here; using cpu")

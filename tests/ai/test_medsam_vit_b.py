@@ -32,10 +32,12 @@ class Context:
 
 
 @pytest.fixture
-def no_configured_checkpoint(monkeypatch):
+def no_configured_checkpoint(monkeypatch, tmp_path):
+    """Neither the environment nor a settings file of this machine names a checkpoint."""
     monkeypatch.delenv(weights.MEDSAM_ENV, raising=False)
     monkeypatch.delenv(weights.MEDSAM_SHA_ENV, raising=False)
-    monkeypatch.setattr(weights, "_settings_plugin_entry", lambda name: {})
+    monkeypatch.setenv("RADLABEL_SETTINGS", str(tmp_path / "no-user.toml"))
+    monkeypatch.setenv("RADLABEL_SITE_SETTINGS", str(tmp_path / "no-site.toml"))
 
 
 def test_without_a_checkpoint_the_status_names_the_setting(no_configured_checkpoint):

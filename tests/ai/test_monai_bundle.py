@@ -233,9 +233,44 @@ def test_cancel_stops_inference(tmp_path, trained_unet):
         plugin.predict(request, Context(cancel_after=2))
 
 
-def test_not_configured_is_reported_not_crashed(monkeypatch, tmp_path):
+def _isolated_settings(monkeypatch, tmp_path: Path, user_toml: str = "") -> None:
+    """No settings file and no model pack of this machine's user or site leak into the test."""
     monkeypatch.delenv(radlabel_monai_plugin.ENV, raising=False)
-    monkeypatch.setattr(radlabel_monai_plugin, "_settings_entry", lambda name: {})
+    monkeypatch.delenv("RADLABEL_BUNDLED_MODELS", raising=False)
+    user = tmp_path / "user.toml"
+    user.write_text(user_toml)
+    monkeypatch.setenv("RADLABEL_SETTINGS", str(user))
+    monkeypatch.setenv("RADLABEL_SITE_SETTINGS", str(tmp_path / "no-site.toml"))
+    monkeypatch.setenv("RADLABEL_SITE_MODELS", str(tmp_path / "site-models"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+
+def test_bundle_installed_as_a_model_pack_is_found_and_checked(monkeypatch, tmp_path, trained_unet):
+    from radlabel.app.model_packs import install_pack, make_manifest
+    from radlabel.core.errors import PluginWeightsError
+
+    _isolated_settings(monkeypatch, tmp_path)
+    bundle = _write_bundle(tmp_path / "sphere-unet", trained_unet)
+    manifest = make_manifest(
+        bundle, "sphere-unet", "1.0", "monai-bundle", {"models/model.pt": "weights"}, plugins=["monai_bundle"]
+    )
+    (bundle / "radlabel-pack.json").write_text(json.dumps(manifest))
+    installed = install_pack(bundle).pack
+    plugin = radlabel_monai_plugin.create()
+    status = plugin.weights_status()
+    assert status.present and Path(status.location).is_relative_to(installed.path)
+    request, truth = _request(np.random.default_rng(4))
+    assert _dice(_full(plugin.predict(request, Context()), truth.shape), truth) > 0.8
+    weights = installed.path / "models" / "model.pt"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte changed after installation
+    weights.write_bytes(bytes(data))
+    with pytest.raises(PluginWeightsError, match="damaged"):
+        radlabel_monai_plugin.create().load(Context())
+
+
+def test_not_configured_is_reported_not_crashed(monkeypatch, tmp_path):
+    _isolated_settings(monkeypatch, tmp_path)
     plugin = radlabel_monai_plugin.create()
     status = plugin.weights_status()
     assert not status.present and radlabel_monai_plugin.SETTING in status.message

@@ -36,7 +36,8 @@ def test_installed_example_plugin_is_discovered() -> None:
     assert info.source.origin == "entry point"
     assert info.source.package == "radlabel-example-threshold"
     assert info.source.target == "radlabel_example_threshold.plugin:create"
-    assert info.version == "0.1.0" and info.sdk_version == SDK_VERSION
+    # the example plugin was written against SDK 1.1; the registry accepts any 1.x
+    assert info.version == "0.1.0" and info.sdk_version == "1.1" and SDK_VERSION.startswith("1.")
     assert info.capabilities is not None
     assert info.capabilities.prompt_kinds == {PromptKind.BOX, PromptKind.POINT}
     assert Dimension.SLICE_2D in info.capabilities.dimensions

@@ -362,3 +362,17 @@ def test_too_little_shared_memory_is_a_clear_error(example: WorkerClient, monkey
         example.predict(make_request(np.zeros((4, 128, 128), dtype=np.int16), [PointPrompt((1, 1, 1))]))
     monkeypatch.undo()
     example.predict(make_request(small_image(), [PointPrompt((5, 5, 1))]))
+
+
+def test_site_policy_without_gpu_keeps_a_gpu_plugin_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from radlabel.ai.sdk import Capabilities, Dimension, PromptKind
+    from radlabel.ai.worker import _worker_device
+    from radlabel.core.settings import settings_from_mapping
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    gpu_only = Capabilities(frozenset({PromptKind.BOX}), frozenset({Dimension.SLICE_2D}), devices=frozenset({"cuda"}))
+    policy = settings_from_mapping({"ai": {"allow_gpu": False, "device": "cuda"}}, "/etc/radlabel/settings.toml")
+    device, notes = _worker_device(gpu_only, policy)
+    assert device == "cpu"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""  # torch in this worker cannot see a GPU either
+    assert any("allow_gpu" in note for note in notes)

