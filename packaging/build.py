@@ -104,6 +104,17 @@ def export_model_pack(build: Path, fresh: bool) -> Path:
     return pack.parent
 
 
+def _strip_vtk(bundle: Path) -> None:
+    """Strip the symbol tables of VTK's shared libraries (about 100 MB); other libraries are left as they are
+    built, as stripping OpenBLAS makes it unloadable."""
+    strip = shutil.which("strip")
+    if strip is None or sys.platform != "linux":
+        return
+    libraries = sorted(str(p) for p in (bundle / "_internal" / "vtkmodules").glob("*.so*"))
+    if libraries:
+        run([strip, "--strip-unneeded", *libraries])
+
+
 def build_bundle(args: argparse.Namespace) -> Path:
     started = time.perf_counter()
     build, dist = Path(args.build).resolve(), Path(args.dist).resolve()
@@ -129,6 +140,7 @@ def build_bundle(args: argparse.Namespace) -> Path:
         ],
         env=env,
     )
+    _strip_vtk(out / "radlabel")
     target = bundle_dir(dist, args.flavour)
     if target.exists():
         shutil.rmtree(target)

@@ -34,7 +34,7 @@ from conftest import find_shared_data  # noqa: E402  (the one place that knows w
 
 INSTALLED = Path("/usr/bin/radlabel")
 BRAIN = "pyradiomics/brain1_gbm_t1gd_tumour_label"
-TILTED_CT = "dcm_qa/ct_ge_gantry_tilt"
+TILTED_CT = "dcm_qa/ct_ge_gantry_tilt/In"
 MIN_DICE_WITH_SOURCE = 0.98  # ONNX Runtime vs PyTorch: the masks differ only in a few boundary pixels
 
 failures: list[str] = []
@@ -71,7 +71,7 @@ def brain_box(data: Path) -> tuple[Path, str]:
 
     folder = data / BRAIN
     image = next(folder.rglob("brain1_image.nrrd"))
-    label = load(next(folder.rglob("brain1_label.nrrd"))).array  # (k, j, i)
+    label = load(next(folder.rglob("brain1_label.nrrd"))).volume.array  # (k, j, i)
     k = int(np.argmax((label > 0).sum(axis=(1, 2))))
     js, is_ = np.nonzero(label[k] > 0)
     box = f"{is_.min() - 3},{js.min() - 3},{k},{is_.max() + 3},{js.max() + 3},{k}"
@@ -86,7 +86,8 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 def read_mask(path: Path) -> np.ndarray:
     from radlabel.core.io.loader import load
 
-    return load(path).array > 0
+    mask: np.ndarray = load(path).volume.array > 0
+    return mask
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +122,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"      installed in {time.perf_counter() - started:.1f} s")
 
+    try:
+        checks_after_install(args, data, name, work, home, env)
+    finally:
+        if Path("/var/lib/dpkg/info").joinpath(f"{name}.list").exists():
+            subprocess.run(["dpkg", "-P", name], capture_output=True)  # never leave a half-checked install
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"{len(failures)} check(s) failed" if failures else "all installed-package checks passed")
+    return 1 if failures else 0
+
+
+def checks_after_install(
+    args: argparse.Namespace, data: Path, name: str, work: Path, home: Path, env: dict[str, str]
+) -> None:
     # 2. installed files
     check(INSTALLED.is_symlink() and INSTALLED.resolve() == Path("/opt/radlabel/radlabel"), "radlabel on PATH")
     check(shutil.which("radlabel", path=env["PATH"]) == str(INSTALLED), "`radlabel` resolves to the installed one")
@@ -207,9 +221,6 @@ def main(argv: list[str] | None = None) -> int:
         result.returncode == 0 and not Path("/etc/radlabel/settings.toml").exists(), "purge removes the site settings"
     )
     check(site_data.is_dir() and audit.is_file(), "purge keeps /var/lib/radlabel and the reader's data")
-    shutil.rmtree(work, ignore_errors=True)
-    print(f"{len(failures)} check(s) failed" if failures else "all installed-package checks passed")
-    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -412,7 +412,7 @@ def _check_qt() -> Iterator[Check]:
         else:
             status = WARN
             detail += "; no display ($DISPLAY and $WAYLAND_DISPLAY unset): only offscreen rendering (--screenshot)"
-    if importlib.util.find_spec("vtk") is None:
+    if importlib.util.find_spec("vtkmodules") is None:  # the package the views import (bundles lack "vtk")
         status = WARN
         detail += "; VTK is not installed: no image views (pip install 'radlabel[gui]')"
     yield Check("qt", status, detail)

@@ -91,3 +91,15 @@ def test_vit_b_checkpoint_loads_and_answers_a_box(tmp_path, monkeypatch, no_conf
     assert not refused.weights_status().present
     with pytest.raises(WeightsHashError):
         refused.load(Context())
+
+
+def test_without_torch_the_status_says_so(monkeypatch):
+    """The CPU application bundle has no PyTorch: MedSAM ViT-B is listed as unusable for that reason."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real_find_spec(name, *a)
+    )
+    status = plugin_module.create_medsam().weights_status()
+    assert not status.present and "needs PyTorch" in status.message and "litemedsam" in status.message

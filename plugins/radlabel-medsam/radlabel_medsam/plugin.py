@@ -512,6 +512,14 @@ class MedSAMPlugin(_SamPlugin):
         return options
 
     def weights_status(self) -> WeightsStatus:
+        if importlib.util.find_spec("torch") is None:
+            # radlabel's CPU application bundle carries ONNX Runtime, not PyTorch: say so instead of asking
+            # for a checkpoint that could not be loaded anyway.
+            return WeightsStatus(
+                False,
+                message="MedSAM ViT-B needs PyTorch, which this installation does not have (radlabel's CPU "
+                "flavour): use litemedsam, or install the GPU flavour or radlabel-medsam[torch]",
+            )
         return weights.medsam_status(self._options({}))
 
     def _resolve_weights(self, options: dict[str, Any]) -> tuple[Path, str]:
