@@ -1,4 +1,4 @@
-"""Voxel <-> world geometry in DICOM patient space (LPS), as ITK/SimpleITK define it.
+"""Voxel <-> world geometry in DICOM patient space (LPS), with ITK's origin/spacing/direction convention.
 
 An image grid is ``origin`` (mm, world position of voxel (0, 0, 0)'s centre), ``spacing`` (mm along the
 i, j, k axes) and ``direction`` (3x3, columns are the unit vectors of the i, j, k axes). Arrays are indexed

@@ -2,9 +2,10 @@
 
 The reader paints a few strokes in each structure (and in the background, as a segment of its own); every voxel
 of the computation box then goes to the segment whose seeds reach it first when the image is flooded from all
-seeds at once along rising edge strength: a marker-based watershed (ITK's morphological watershed from
-markers) on the gradient magnitude of the Gaussian-smoothed image. Boundaries settle on the strongest edges
-between seeds, so two touching organs of different brightness separate along their interface.
+seeds at once along rising edge strength: a marker-based watershed on the gradient magnitude of the
+Gaussian-smoothed image. The flood (`flood_from_markers`) is ITK's MorphologicalWatershedFromMarkers (face
+connectivity, no watershed line) reproduced voxel for voxel, ties included, in numpy. Boundaries settle on the
+strongest edges between seeds, so two touching organs of different brightness separate along their interface.
 
 As in Slicer, the computation covers only the seeds' bounding box grown by a margin (``margin_mm``), not the
 volume, and its result replaces the segments inside that box only. `GrowFromSeeds` keeps the expensive part
@@ -30,7 +31,6 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import numpy as np
-import SimpleITK as sitk
 from numpy.typing import NDArray
 from scipy import ndimage
 
@@ -142,7 +142,7 @@ class GrowFromSeeds:
         if self._coarse_feature is not None:
             labels = self._two_pass(markers)
         else:
-            labels = _watershed(self._feature, markers)
+            labels = flood_from_markers(self._feature, markers)
         offset = box_offset(box)
         return {sid: (Region(offset, labels == n), EditMode.REPLACE) for n, (sid, _, _) in enumerate(used, start=1)}
 
@@ -223,7 +223,7 @@ class GrowFromSeeds:
     def _two_pass(self, markers: Labels) -> Labels:
         assert self._feature is not None and self._coarse_feature is not None
         f = self._factors
-        coarse = _watershed(self._coarse_feature, _block_max(markers, f))
+        coarse = flood_from_markers(self._coarse_feature, _block_max(markers, f))
         up = _upsample(coarse, f, markers.shape)
         # band: coarse voxels on a label boundary, and blocks where a seed disagrees with the coarse answer
         edge = np.zeros(coarse.shape, dtype=bool)
@@ -245,25 +245,106 @@ class GrowFromSeeds:
         return _watershed_in_band(self._feature, fine_markers, band)
 
 
-def _watershed(feature: NDArray[np.uint8], markers: Labels) -> Labels:
-    result = sitk.MorphologicalWatershedFromMarkers(
-        sitk.GetImageFromArray(feature),
-        sitk.GetImageFromArray(markers),
-        markWatershedLine=False,
-        fullyConnected=False,
-    )
-    labels: Labels = sitk.GetArrayFromImage(result).astype(markers.dtype, copy=False)
-    return labels
+_NO_OWNER = np.iinfo(np.int32).max
+
+
+def flood_from_markers(feature: NDArray[np.uint8], markers: Labels) -> Labels:
+    """Marker-based watershed: every unlabelled voxel gets the label whose flood reaches it first.
+
+    Exactly ITK's ``MorphologicalWatershedFromMarkers(markWatershedLine=False, fullyConnected=False)``: a
+    hierarchical queue over the 256 levels of ``feature``, FIFO within a level, 6-connected. Marker voxels next
+    to an unlabelled voxel enter the queue at their own level, in raster order (i fastest). Popping a voxel at
+    level h gives *all* its still unlabelled neighbours its label at once (in ITK's neighbour order -k, -j, -i,
+    +i, +j, +k); a neighbour with level <= h joins the current queue, a higher one waits in the queue of its own
+    level. So ties are settled by queue order, as in ITK.
+
+    The queue is processed one breadth-first generation at a time with numpy: FIFO order means generation g + 1
+    is popped after all of generation g, and within a generation the pops' order is the push order. A voxel
+    reached by several voxels of a generation takes the first one's label, and the new voxels keep the order in
+    which ITK pushes them, which is what later ties depend on. Returns the labels (same dtype as ``markers``);
+    ``markers`` (non-negative integers, 0 = unlabelled) is not changed.
+    """
+    if markers.size and int(markers.max()) == np.iinfo(markers.dtype).max:
+        # the top value is the border's below; make room for it
+        if markers.dtype == np.uint64:
+            raise ValueError("marker labels must be below 2**64 - 1")
+        wider = flood_from_markers(feature, markers.astype(np.uint64))
+        return wider.astype(markers.dtype)
+    k, j, i = feature.shape
+    padded_shape = (k + 2, j + 2, i + 2)
+    levels_padded = np.zeros(padded_shape, dtype=np.uint8)
+    levels_padded[1:-1, 1:-1, 1:-1] = feature
+    # a border of a label that is never a marker's stops the flood at the box's faces without bounds checks
+    wall = np.iinfo(markers.dtype).max
+    labels_padded = np.full(padded_shape, wall, dtype=markers.dtype)
+    labels_padded[1:-1, 1:-1, 1:-1] = markers
+    level = levels_padded.reshape(-1)
+    label = labels_padded.reshape(-1)
+    row, plane = i + 2, (i + 2) * (j + 2)
+    offsets = np.array([-plane, -row, -1, 1, row, plane], dtype=np.intp)
+
+    # the first queue entries: marker voxels with an unlabelled face neighbour
+    free = labels_padded == 0
+    near_free = np.zeros(padded_shape, dtype=bool)
+    for axis in range(3):
+        lo: list[slice] = [slice(None)] * 3
+        hi: list[slice] = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        near_free[tuple(hi)] |= free[tuple(lo)]
+        near_free[tuple(lo)] |= free[tuple(hi)]
+    near_free &= ~free
+    near_free &= labels_padded != wall
+    queues: list[list[NDArray[np.intp]]] = [[] for _ in range(256)]
+
+    def enqueue(voxels: NDArray[np.intp]) -> None:
+        """Append voxels (in push order) to the queues of their levels, keeping their order within each."""
+        voxel_levels = level[voxels]
+        ordered = voxels[np.argsort(voxel_levels, kind="stable")]
+        counts = np.bincount(voxel_levels, minlength=256)
+        ends = np.cumsum(counts)
+        for value in np.flatnonzero(counts):
+            queues[value].append(ordered[ends[value] - counts[value] : ends[value]])
+
+    enqueue(np.flatnonzero(near_free))
+    if not any(queues):
+        return markers.copy()
+    owner = np.full(level.size, _NO_OWNER, dtype=np.int32)  # scratch: first claimant of a voxel in a generation
+    positions = np.arange(6 * max(1, int(np.count_nonzero(free))), dtype=np.int32)
+    for h in range(256):
+        if not queues[h]:
+            continue
+        current = np.concatenate(queues[h]) if len(queues[h]) > 1 else queues[h][0]
+        queues[h] = []
+        waiting: list[NDArray[np.intp]] = []
+        while current.size:
+            neighbours = (current[:, None] + offsets).reshape(-1)  # pop order, then ITK's neighbour order
+            reached = np.flatnonzero(label[neighbours] == 0)
+            if reached.size == 0:
+                break
+            candidates = neighbours[reached]
+            order = positions[: candidates.size]
+            np.minimum.at(owner, candidates, order)
+            first = owner[candidates] == order
+            new = candidates[first]
+            owner[new] = _NO_OWNER
+            label[new] = label[current[reached[first] // 6]]
+            low = level[new] <= h
+            waiting.append(new[~low])
+            current = new[low]
+        if waiting:
+            enqueue(np.concatenate(waiting))
+    result: Labels = labels_padded[1:-1, 1:-1, 1:-1].copy()
+    return result
 
 
 def _watershed_in_band(feature: NDArray[np.uint8], markers: Labels, band: NDArray[np.bool_]) -> Labels:
-    """`_watershed` where ``band`` holds the only unlabelled voxels: flooded in the band's bounding box only."""
+    """`flood_from_markers` where ``band`` holds the only unlabelled voxels: flooded in the band's bounding box only."""
     result = markers.copy()
     box = mask_box(band)
     if box is None:
         return result
     box = pad_box(box, (1, 1, 1), (int(band.shape[0]), int(band.shape[1]), int(band.shape[2])))
-    result[box] = _watershed(np.ascontiguousarray(feature[box]), np.ascontiguousarray(markers[box]))
+    result[box] = flood_from_markers(np.ascontiguousarray(feature[box]), np.ascontiguousarray(markers[box]))
     return result
 
 
@@ -331,4 +412,4 @@ def grow_from_seeds(
     return GrowFromSeeds(volume, margin_mm=margin_mm, sigma_mm=sigma_mm).update(seeds)
 
 
-__all__ = ["MODE", "GrowFromSeeds", "grow_from_seeds", "seeds_from_segmentation"]
+__all__ = ["MODE", "GrowFromSeeds", "flood_from_markers", "grow_from_seeds", "seeds_from_segmentation"]

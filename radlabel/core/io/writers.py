@@ -1,10 +1,12 @@
-"""Volume writers: NIfTI through nibabel, NRRD and MetaImage through SimpleITK, chosen by file extension.
+"""Volume writers: NIfTI through nibabel, NRRD and MetaImage as ITK writes them, chosen by file extension.
 
 The geometry written is exactly the Volume's LPS grid (converted to RAS for NIfTI), in both NIfTI
 transforms with code 1 (scanner), so every tool (nibabel, FSL, ITK, 3D Slicer, ITK-SNAP) places the voxels
-where radlabel shows them whatever transform it prefers. Single-file outputs are written to a temporary
-name beside the target and renamed at the end, so a failed or cancelled save never leaves a half-written
-file under the name the user asked for.
+where radlabel shows them whatever transform it prefers. NRRD and MetaImage files are written by
+:mod:`radlabel.core.io.nrrd` and :mod:`radlabel.core.io.metaimage` in ITK's own layout (gzip/zlib-compressed,
+numbers with 17 significant digits), and the tests read them back through SimpleITK. Single-file outputs are
+written to a temporary name beside the target and renamed at the end, so a failed or cancelled save never
+leaves a half-written file under the name the user asked for.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-import SimpleITK as sitk
 from numpy.typing import NDArray
 
 from radlabel.core import geometry
 from radlabel.core.errors import Cancelled, OutputError
+from radlabel.core.io.metaimage import write_metaimage
+from radlabel.core.io.nrrd import write_nrrd
 from radlabel.core.progress import Progress, ProgressCallback
 from radlabel.core.volume import Volume
 
@@ -89,25 +92,33 @@ def _write_nifti(arrays: Sequence[NDArray[Any]], reference: Volume, target: Path
     nib.save(image, str(target))
 
 
-def _itk_image(array: NDArray[Any], volume: Volume) -> sitk.Image:
-    image = sitk.GetImageFromArray(array, isVector=False)
-    image.SetOrigin(tuple(float(v) for v in volume.origin))
-    image.SetSpacing(tuple(float(v) for v in volume.spacing))
-    image.SetDirection(tuple(float(v) for v in volume.direction.flatten()))
-    return image
-
-
 def _write_itk(arrays: Sequence[NDArray[Any]], reference: Volume, target: Path, progress: Progress) -> None:
     """4D data are joined along a 4th axis (spacing 1, origin 0), which ITK, Slicer and MITK read back."""
-    images = []
-    for n, array in enumerate(arrays):
-        images.append(_itk_image(array, reference))
-        progress.report(0.3 * (n + 1) / len(arrays), f"writing {target.name}")
-    image = images[0] if len(images) == 1 else sitk.JoinSeries(images)
-    writer = sitk.ImageFileWriter()
-    writer.SetFileName(str(target))
-    writer.SetUseCompression(True)
-    writer.Execute(image)
+    write = write_nrrd if target.suffix.lower() in (".nrrd", ".nhdr") else write_metaimage
+    data_file = _detached_data_file(target)
+    try:
+        write(
+            target,
+            list(arrays),
+            reference.origin,
+            reference.spacing,
+            reference.direction,
+            progress=lambda fraction: progress.report(fraction, f"writing {target.name}"),
+        )
+    except BaseException:
+        if data_file is not None:
+            _remove_quietly(data_file)
+        raise
+
+
+def _detached_data_file(target: Path) -> Path | None:
+    """The voxel file written beside a ``.nhdr`` / ``.mhd`` header (so a failed save removes it too)."""
+    suffix = target.suffix.lower()
+    if suffix == ".nhdr":
+        return target.with_name(target.name[: -len(target.suffix)] + ".raw.gz")
+    if suffix == ".mhd":
+        return target.with_suffix(".zraw")
+    return None
 
 
 def _save(

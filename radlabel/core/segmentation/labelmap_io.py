@@ -6,8 +6,9 @@ by array order:
 - the file's voxel centres are the reference's voxel centres, possibly with axes permuted or flipped, or a
   cropped part of the grid (3D Slicer crops ``.seg.nrrd`` to the segments' extent) -> the voxels are moved
   exactly (``match == "exact"``);
-- a different grid that overlaps the image -> nearest-neighbour resampling onto the image grid (SimpleITK),
-  with a warning (``match == "resampled"``);
+- a different grid that overlaps the image -> nearest-neighbour resampling onto the image grid (ITK's
+  convention: the nearest voxel centre, exact halves rounded up, voxels outside the label map 0), with a warning
+  (``match == "resampled"``);
 - no overlap -> :class:`InputError` naming both files.
 
 Segment names, colours and codes come from, in rising priority: the ``.seg.nrrd`` header
@@ -41,7 +42,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import SimpleITK as sitk
 from numpy.typing import NDArray
 from scipy import ndimage
 
@@ -50,6 +50,8 @@ from radlabel.core.errors import InputError, OutputError, UnsupportedFormatError
 from radlabel.core.grid_match import match_grids, reorder_ijk
 from radlabel.core.io.atomic import atomic_write
 from radlabel.core.io.nifti import check_readable_file, nearest_orthonormal, one_line
+from radlabel.core.io.nrrd import read_nrrd_header
+from radlabel.core.io.voxel_files import ImageHeader
 from radlabel.core.progress import Progress, ProgressCallback
 from radlabel.core.segmentation import terminology
 from radlabel.core.segmentation.model import (
@@ -359,48 +361,45 @@ def _label_array(array: NDArray[Any], path: Path) -> NDArray[Any]:
     return array.astype(np.uint8 if high <= 255 else np.uint16, copy=False)
 
 
-def _seg_nrrd_keys(path: Path) -> tuple[sitk.ImageFileReader, dict[str, str]] | None:
-    """The NRRD reader and header keys when ``path`` is a 3D Slicer segmentation (or a vector NRRD)."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    reader.SetImageIO("NrrdImageIO")
+def _seg_nrrd_keys(path: Path) -> tuple[ImageHeader, dict[str, str]] | None:
+    """The NRRD header and its key/value pairs when ``path`` is a 3D Slicer segmentation (or a vector NRRD)."""
     try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise UnsupportedFormatError(f"not a readable NRRD file ({one_line(exc)})", path) from None
-    keys = {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys()}
+        header = read_nrrd_header(path)
+    except OSError as exc:
+        raise UnsupportedFormatError(f"not a readable NRRD file ({exc.strerror or exc})", path) from None
+    keys = header.fields
     is_slicer = any(k.startswith(("Segment0_", "Segmentation_")) for k in keys)
-    if is_slicer or path.name.lower().endswith(SEG_NRRD_SUFFIX) or reader.GetNumberOfComponents() > 1:
-        return reader, keys
+    if is_slicer or path.name.lower().endswith(SEG_NRRD_SUFFIX) or header.components > 1:
+        return header, keys
     return None
 
 
-def _read_seg_nrrd(path: Path, reader: sitk.ImageFileReader, keys: dict[str, str]) -> _RawLabelMap:
-    dimension = reader.GetDimension()
+def _read_seg_nrrd(path: Path, header: ImageHeader, keys: dict[str, str]) -> _RawLabelMap:
+    dimension = header.dimension
     if dimension not in (3, 4):
         raise InputError(f"a segmentation NRRD must be 3D or 4D, this one is {dimension}D", path)
-    try:
-        image = reader.Execute()
-    except RuntimeError as exc:
-        raise InputError(f"the voxel data cannot be read ({one_line(exc)})", path) from None
-    array = sitk.GetArrayFromImage(image)
+    for data_file in header.data_files:
+        if not data_file.is_file():
+            raise InputError(f"the voxel data file {data_file.name} that the header names is missing", path)
+    array = header.read()
     if dimension == 4:  # 4D scalar: [t, k, j, i] with the 4th NRRD axis as layers
         stack = [array[t] for t in range(array.shape[0])]
-    elif image.GetNumberOfComponentsPerPixel() > 1:  # "kinds: list domain domain domain" -> [k, j, i, c]
+    elif header.components > 1:  # "kinds: list domain domain domain" -> [k, j, i, c]
         stack = [array[..., c] for c in range(array.shape[-1])]
     else:
         stack = [array]
     layers = [np.ascontiguousarray(_label_array(a, path)) for a in stack]
     n = 3
-    direction = np.asarray(image.GetDirection(), float).reshape(dimension, dimension)[:n, :n]
-    spacing = np.asarray(image.GetSpacing(), float)[:n]
-    origin = np.asarray(image.GetOrigin(), float)[:n]
+    direction = np.asarray(header.direction, float)[:n, :n]
+    spacing = np.asarray(header.spacing, float)[:n]
+    origin = np.asarray(header.origin, float)[:n]
     direction, shear_warning = nearest_orthonormal(direction, spacing, layers[0].shape[::-1])
     raw = _RawLabelMap(
         path=path,
         layers=layers,
         affine=geometry.affine_from(origin, spacing, direction),
         header_table=_slicer_segments(keys, len(layers), str(path)),
+        warnings=[f"{path.name}: {w}" for w in header.warnings],
     )
     if shear_warning:
         raw.warnings.append(f"{path.name}: {shear_warning}")
@@ -461,26 +460,54 @@ def _grid_text(affine: NDArray[np.float64], size: tuple[int, int, int]) -> str:
     )
 
 
-def _sitk_image(array: NDArray[Any], affine: NDArray[np.float64]) -> sitk.Image:
-    origin, spacing, direction = geometry.decompose_affine(affine)
-    image = sitk.GetImageFromArray(array)
-    image.SetOrigin(tuple(float(v) for v in origin))
-    image.SetSpacing(tuple(float(v) for v in spacing))
-    image.SetDirection(tuple(float(v) for v in direction.flatten()))
-    return image
+#: Continuous indices this close below a half-voxel boundary count as on it, so the boundary case follows ITK's
+#: rule (round half up; ``-0.5`` is inside, ``n - 0.5`` outside) instead of the sign of floating-point noise.
+_HALF_TOLERANCE = 1e-9
 
 
 def _resample(array: NDArray[Any], affine: NDArray[np.float64], grid: Grid) -> NDArray[Any]:
-    k, j, i = grid.shape
-    resampler = sitk.ResampleImageFilter()
-    resampler.SetSize((i, j, k))
-    resampler.SetOutputOrigin(tuple(float(v) for v in grid.origin))
-    resampler.SetOutputSpacing(tuple(float(v) for v in grid.spacing))
-    resampler.SetOutputDirection(tuple(float(v) for row in grid.direction for v in row))
-    resampler.SetInterpolator(sitk.sitkNearestNeighbor)
-    resampler.SetDefaultPixelValue(0)
-    result: NDArray[Any] = sitk.GetArrayFromImage(resampler.Execute(_sitk_image(array, affine)))
-    return result.astype(array.dtype, copy=False)
+    """Nearest-neighbour resampling of ``array`` (``[k, j, i]`` on ``affine``) onto ``grid``, as ITK's
+    ResampleImageFilter with a NearestNeighborInterpolateImageFunction and default value 0 does it.
+
+    Each output voxel centre is mapped to the source's continuous index c; it is inside when
+    ``-0.5 <= c < n - 0.5`` on every axis (ITK's IsInsideBuffer) and takes the value at ``floor(c + 0.5)``
+    (ITK's RoundHalfIntegerUp); outside it is 0. With ``f = floor(c + 0.5)`` both tests are ``0 <= f < n``.
+    Only the output box that the source's extent can reach is computed, one slice at a time.
+    """
+    result = np.zeros(grid.shape, dtype=array.dtype)
+    source_size = array.shape[::-1]  # (i, j, k)
+    # output index (i, j, k, 1) -> source continuous index + 0.5 (+ tolerance): floor() of it is the voxel
+    index_map = np.linalg.solve(affine, grid.affine)[:3]
+    index_map[:, 3] += 0.5 + _HALF_TOLERANCE
+    # the output voxels whose centres can fall inside the source: its extent's corners in output indices, +-1
+    back = np.linalg.solve(grid.affine, affine)
+    extent = np.array(source_size, float) - 0.5
+    corners = np.array(
+        [[a, b, c, 1.0] for a in (-0.5, extent[0]) for b in (-0.5, extent[1]) for c in (-0.5, extent[2])]
+    )
+    reach = corners @ back[:3].T
+    out_size = grid.shape[::-1]
+    low = [max(int(np.floor(reach[:, axis].min())) - 1, 0) for axis in range(3)]
+    high = [min(int(np.ceil(reach[:, axis].max())) + 2, out_size[axis]) for axis in range(3)]
+    if any(lo >= hi for lo, hi in zip(low, high, strict=True)):
+        return result
+    i_out = np.arange(low[0], high[0], dtype=np.float64)
+    j_out = np.arange(low[1], high[1], dtype=np.float64)
+    # the in-slice part of each source coordinate, [j, i], shared by every slice
+    planes = [index_map[axis, 1] * j_out[:, None] + index_map[axis, 0] * i_out[None, :] for axis in range(3)]
+    flat_source = array.reshape(-1)
+    strides = (1, source_size[0], source_size[0] * source_size[1])
+    for k in range(low[2], high[2]):
+        flat = np.zeros(planes[0].shape, dtype=np.int64)
+        inside = np.ones(planes[0].shape, dtype=bool)
+        for axis in range(3):
+            voxel = np.floor(planes[axis] + (index_map[axis, 3] + k * index_map[axis, 2])).astype(np.int64)
+            inside &= (voxel >= 0) & (voxel < source_size[axis])
+            voxel *= strides[axis]
+            flat += voxel
+        if inside.any():
+            result[k, low[1] : high[1], low[0] : high[0]][inside] = flat_source[flat[inside]]
+    return result
 
 
 def _place(
