@@ -40,24 +40,6 @@ def _format_value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _progress() -> Any:
-    if not sys.stderr.isatty():
-        return None
-    last = [-1]
-
-    def show(fraction: float, message: str) -> bool:
-        percent = int(fraction * 100)
-        if percent != last[0]:
-            last[0] = percent
-            sys.stderr.write(f"\r{percent:3d}% {message[:60]:<60}")
-            if percent >= 100:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-        return True
-
-    return show
-
-
 # --- config ----------------------------------------------------------------------------------------------------
 
 
@@ -136,9 +118,11 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_install(args: argparse.Namespace) -> int:
     from radlabel.app.model_packs import install_pack
+    from radlabel.cli import _progress_printer
     from radlabel.core.settings import load_settings
 
-    result = install_pack(args.pack, load_settings(), site=args.site, force=args.force, progress=_progress())
+    progress = _progress_printer(True)
+    result = install_pack(args.pack, load_settings(), site=args.site, force=args.force, progress=progress)
     pack = result.pack
     replaced = f"; replaced version {result.replaced_version}" if result.replaced_version else ""
     files = len(pack.manifest.files)

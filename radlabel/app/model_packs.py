@@ -57,6 +57,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from radlabel.core.errors import InputError
+from radlabel.core.io.atomic import fsync_folder
 from radlabel.core.progress import Progress, ProgressCallback
 from radlabel.core.settings import Settings, load_settings
 
@@ -643,16 +644,6 @@ def install_target(settings: Settings | None = None, *, site: bool = False) -> P
     return settings.models.site_dir if site else settings.models.install_dir
 
 
-def _fsync_dir(path: Path) -> None:
-    if os.name == "nt":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _copy_member(handle: IO[bytes], target: Path, limit: int, label: str, where: str, report: Progress) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
@@ -739,7 +730,7 @@ def install_pack(
                     "get an intact copy of the pack (it may be damaged, truncated or altered)",
                 )
             for directory, _, _ in os.walk(staging):
-                _fsync_dir(Path(directory))
+                fsync_folder(Path(directory))
             report.report(1.0, "verified")
             _swap_in(staging, final, manifest.name)
         except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
@@ -768,7 +759,7 @@ def _swap_in(staging: Path, final: Path, name: str) -> None:
         raise
     # Installed: from here on nothing may fail the installation.
     with contextlib.suppress(OSError):
-        _fsync_dir(final.parent)
+        fsync_folder(final.parent)
     if aside is not None:
         _remove_tree(aside)
 
