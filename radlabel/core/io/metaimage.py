@@ -25,7 +25,6 @@ the ``.mha`` (``ElementDataFile = LOCAL``) or in a ``.zraw`` file beside a ``.mh
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,7 +34,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from radlabel.core.errors import InputError, UnsupportedFormatError
-from radlabel.core.io.voxel_files import DataPiece, Encoding, ImageHeader, check_dimensions, compressed_blocks
+from radlabel.core.io.voxel_files import (
+    DataPiece,
+    Encoding,
+    ImageHeader,
+    check_dimensions,
+    compressed_blocks,
+    header_numbers,
+)
 
 FORMAT = "MetaImage"
 _MAX_HEADER_BYTES = 16 << 20
@@ -112,18 +118,8 @@ def _numbers(fields: dict[str, str], key: str, count: int, path: Path, integer: 
     words = fields[key].split()
     if len(words) < count:
         raise UnsupportedFormatError(f"the MetaImage field {key} has {len(words)} value(s), {count} needed", path)
-    values: list[float] = []
-    for word in words[:count]:  # MetaIO reads exactly `count` values and ignores the rest of the line
-        try:
-            value = float(word)
-        except ValueError:
-            raise UnsupportedFormatError(
-                f"the MetaImage field {key} holds '{word}', which is not a number", path
-            ) from None
-        if integer and (not math.isfinite(value) or value != int(value)):
-            raise UnsupportedFormatError(f"the MetaImage field {key} holds '{word}', which is not a whole number", path)
-        values.append(value)
-    return values
+    # MetaIO reads exactly `count` values and ignores the rest of the line
+    return header_numbers(words[:count], f"the MetaImage field {key}", path, integer)
 
 
 def _first(fields: dict[str, str], keys: Sequence[str], count: int, path: Path) -> list[float] | None:

@@ -41,6 +41,7 @@ from radlabel.core.io.voxel_files import (
     ImageHeader,
     check_dimensions,
     compressed_blocks,
+    header_numbers,
 )
 
 FORMAT = "NRRD"
@@ -287,18 +288,7 @@ def _numbers(fields: dict[str, str], name: str, count: int, path: Path, integer:
     words = fields[name].split()
     if len(words) != count:
         raise UnsupportedFormatError(f"the NRRD field '{name}' has {len(words)} value(s), {count} expected", path)
-    values = []
-    for word in words:
-        try:
-            value = float(word)
-        except ValueError:
-            raise UnsupportedFormatError(
-                f"the NRRD field '{name}' holds '{word}', which is not a number", path
-            ) from None
-        if integer and (not math.isfinite(value) or value != int(value)):
-            raise UnsupportedFormatError(f"the NRRD field '{name}' holds '{word}', which is not a whole number", path)
-        values.append(value)
-    return values
+    return header_numbers(words, f"the NRRD field '{name}'", path, integer)
 
 
 def _vector(text: str, length: int, name: str, path: Path) -> list[float] | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import math
 import os
 import zlib
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from radlabel.core.errors import CorruptPixelDataError, InputError, UnreadablePathError
+from radlabel.core.errors import CorruptPixelDataError, InputError, UnreadablePathError, UnsupportedFormatError
 
 Encoding = Literal["raw", "gzip", "bzip2", "zlib", "ascii", "hex"]
 """``zlib`` accepts zlib and gzip streams (as MetaIO's inflate does); ``gzip`` the same plus concatenated members."""
@@ -406,3 +407,18 @@ __all__ = [
     "little_endian_bytes",
     "truncated_error",
 ]
+
+
+def header_numbers(words: list[str], field: str, path: Path, integer: bool = False) -> list[float]:
+    """A header field's words as numbers (whole numbers with ``integer``); ``field`` names it in messages
+    ("the NRRD field 'sizes'"). NRRD and MetaImage headers share this rule."""
+    values: list[float] = []
+    for word in words:
+        try:
+            value = float(word)
+        except ValueError:
+            raise UnsupportedFormatError(f"{field} holds '{word}', which is not a number", path) from None
+        if integer and (not math.isfinite(value) or value != int(value)):
+            raise UnsupportedFormatError(f"{field} holds '{word}', which is not a whole number", path)
+        values.append(value)
+    return values
