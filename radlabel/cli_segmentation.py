@@ -29,7 +29,10 @@ def _load_image(path: str, series: str | None) -> Any:
 
 def _write(args: argparse.Namespace, kind: str) -> int:
     from radlabel.core.io.seg import export_segmentation, import_segmentation
+    from radlabel.core.settings import load_settings
 
+    if not args.user:  # the reader the settings name (identity.source), as in the window and the audit log
+        args.user = load_settings().identity.resolved_user()
     volume = _load_image(args.image, args.series)
     imported = import_segmentation(args.seg, volume, label_names=args.label_names)
     for warning in imported.warnings:
@@ -63,7 +66,11 @@ def _write(args: argparse.Namespace, kind: str) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    kind = "FRACTIONAL" if args.fractional else "LABELMAP" if args.labelmap else "BINARY"
+    from radlabel.core.settings import load_settings
+
+    # No flag: the site's default SEG type (export.seg_type), BINARY unless configured.
+    configured = load_settings().export.seg_type.upper()
+    kind = "FRACTIONAL" if args.fractional else "LABELMAP" if args.labelmap else configured
     return _write(args, kind)
 
 
@@ -128,7 +135,10 @@ def _image_options(parser: argparse.ArgumentParser) -> None:
         "--label-names", metavar="JSON", help='label names for a label-map SEG: {"1": "liver"}, nnU-Net or dcmqi JSON'
     )
     parser.add_argument("--rtstruct", action="store_true", help="write OUT (.dcm) as an RTSTRUCT instead of a SEG")
-    parser.add_argument("--user", help="reader identity written into the export (default: the OS login name)")
+    parser.add_argument(
+        "--user",
+        help="reader identity written into the export (default: the settings' reader)",
+    )
     parser.add_argument(
         "--case",
         metavar="CASE_DIR",

@@ -192,3 +192,24 @@ def test_audit_verify_catches_a_tampered_database(
     assert len(line.splitlines()) == 1 and f"first bad record {first_bad}:" in line
     text = radlabel("audit", "show", case)
     assert text.returncode == 0 and "FAILS VERIFICATION" in text.stdout
+
+
+def test_export_follows_the_site_settings(
+    radlabel: Callable[..., subprocess.CompletedProcess[str]],
+    shared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No --user and no type flag: the reader and the SEG type come from the site configuration."""
+    site = tmp_path / "site.toml"
+    site.write_text('[identity]\nsource = "setting"\nuser = "Dr Site Reader"\n\n[export]\nseg_type = "fractional"\n')
+    monkeypatch.setenv("RADLABEL_SITE_SETTINGS", str(site))
+    monkeypatch.setenv("RADLABEL_SETTINGS", str(tmp_path / "no-user.toml"))
+    image = shared_data.joinpath(*DCMQI, "image_dicom")
+    source = shared_data.joinpath(*DCMQI, "seg_dicom", "partial_overlaps.dcm")
+    out = tmp_path / "site.dcm"
+    result = radlabel("export", image, source, "-o", out)
+    assert result.returncode == 0, result.stderr
+    written = pydicom.dcmread(out)
+    assert written.SegmentationType == "FRACTIONAL"  # as the site asked
+    assert str(written.ContentCreatorName) == "Dr Site Reader"
