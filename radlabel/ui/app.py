@@ -100,21 +100,82 @@ def run(
 ) -> int:
     """Open the window on ``paths[0]`` or the demo case; with ``screenshot`` save a PNG (window ``size``)
     and exit instead."""
-    _prepare_platform(screenshot is not None)  # a private Xvfb, if any, ends with this process
+    if screenshot is None:
+        app, _window = start(paths, demo=demo, layout=layout, segment=segment, series=series)
+        return int(app.exec())
+    if demo:
+        from radlabel.ui.cases import prefetch_demo
+
+        prefetch_demo()
+    _prepare_platform(True)  # a private Xvfb, if any, ends with this process
+    app = create_application()
+    from radlabel.ui.main_window import MainWindow
+
+    window = MainWindow()
+    window.ask_about_recovery = False  # nothing may wait for a click; recovered steps are kept
+    window.set_layout(layout)
+    return _screenshot(app, window, paths, demo, Path(screenshot), segment, series, size)
+
+
+def start(
+    paths: Sequence[str | Path] = (),
+    demo: bool = False,
+    layout: str = "2x2",
+    segment: str | Path | None = None,
+    series: str | None = None,
+    size: tuple[int, int] | None = None,
+) -> tuple[Any, Any]:
+    """Show the window and start opening ``paths[0]`` or the demo case; returns the QApplication and the
+    `MainWindow` before the event loop runs (`run` enters it; `benchmarks/gui.py` times this same path)."""
+    if demo:
+        from radlabel.ui.cases import prefetch_demo
+
+        prefetch_demo()  # first: the phantom is made while Qt, VTK and the window load
+    _prepare_platform(False)
     app = create_application()
     from radlabel.ui.main_window import MainWindow
 
     window = MainWindow()
     window.set_layout(layout)
-    if screenshot is not None:
-        return _screenshot(app, window, paths, demo, Path(screenshot), segment, series, size)
+    if size is not None:
+        window.resize(*size)
     window.show()
-    _warm_up_imports()
+    _report_first_frame(window)
     if demo:
+        # once the demo's case is attached: before, the imports would slow its first frame and its case folder
+        window.controller.session_changed.connect(_warm_up_imports)
         window.open_demo()
-    elif paths:
-        window.open_path(str(paths[0]), series_uid=series, segment=str(segment) if segment else None)
-    return int(app.exec())
+    else:
+        _warm_up_imports()
+        if paths:
+            window.open_path(str(paths[0]), series_uid=series, segment=str(segment) if segment else None)
+    return app, window
+
+
+FIRST_FRAME_VARIABLE = "RADLABEL_FIRST_FRAME_FILE"
+
+
+def _report_first_frame(window: Any) -> None:
+    """With ``$RADLABEL_FIRST_FRAME_FILE`` set, write the wall-clock time (``time.time()``) into that file
+    once every visible view has presented a frame of the opened image: how `benchmarks/installers.py` times
+    the start of an installed application, which it cannot instrument from inside."""
+    target = os.environ.get(FIRST_FRAME_VARIABLE)
+    if not target:
+        return
+    import time
+
+    views = list(window.state.visible_views())
+    shown: set[Any] = set()
+
+    def rendered(view: Any) -> None:
+        if window.state.volume is None or view in shown:
+            return  # the empty window's frames do not count
+        shown.add(view)
+        if len(shown) == len(views):
+            Path(target).write_text(f"{time.time():.6f}\n", encoding="utf-8")
+
+    for view in views:
+        window.views[view].canvas.render_window.AddObserver("EndEvent", lambda *_a, view=view: rendered(view))
 
 
 def _screenshot(
@@ -145,7 +206,8 @@ def _screenshot(
     window.set_case(volume, segmentation, title=title)
     for _ in range(5):
         app.processEvents()
-    _wait_for_surfaces(app, window)
+    if not wait_for_background(app, window):
+        print("warning: the 3D surfaces or the segment statistics were not ready in time", file=sys.stderr)
     written = window.save_screenshot(out)
     window.close()
     app.processEvents()
@@ -153,23 +215,39 @@ def _screenshot(
     return 0
 
 
-def _wait_for_surfaces(app: Any, window: Any, timeout_s: float = 60.0) -> None:
-    """Let the 3D segment surfaces (meshed off the GUI thread) reach the view before a screenshot."""
+#: How long a screenshot waits for the work the window does off the GUI thread after the first frame.
+BACKGROUND_TIMEOUT_S = 60.0
+
+
+def wait_for_background(app: Any, window: Any, timeout_s: float = BACKGROUND_TIMEOUT_S) -> bool:
+    """Let the work the window starts after a case's first frame reach the screen: the 3D segment surfaces and
+    the segment table's statistics (mL, mean, diameter). False when it was still running after ``timeout_s``."""
     import time
 
     deadline = time.monotonic() + timeout_s
-    while window.view_3d.surfaces_pending and time.monotonic() < deadline:
+    while window.view_3d.surfaces_pending or window.segment_panel.stats_pending:
+        if time.monotonic() > deadline:
+            return False
         app.processEvents()
         time.sleep(0.005)
     app.processEvents()
+    return True
+
+
+_warmed_up = False
 
 
 def _warm_up_imports() -> None:
-    """Import the readers (pydicom, SciPy) on a background thread while the user looks at the empty window."""
+    """Import the readers (pydicom, SciPy) on a background thread while the user looks at the window."""
     import threading
 
+    global _warmed_up
+    if _warmed_up:
+        return
+    _warmed_up = True
+
     def work() -> None:
-        import radlabel.core.demo
-        import radlabel.core.io.loader  # noqa: F401
+        import radlabel.core.io.loader
+        import radlabel.core.stats  # noqa: F401
 
     threading.Thread(target=work, name="radlabel-warm-up", daemon=True).start()

@@ -8,27 +8,39 @@ as the Qt signal :attr:`CaseController.event`, after the viewer state has been t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from radlabel.app.review import ProposalReview
-from radlabel.app.session import EventKind, Session, SessionEvent
-from radlabel.core.edit.apply import EditDiff
 from radlabel.core.edit.request import Editable, EditMode, MaskingRules, Region
 from radlabel.core.errors import RadlabelError
 from radlabel.ui.viewer_state import ViewerState
 
-_VOXEL_EVENTS = {
-    EventKind.EDIT,
-    EventKind.UNDO,
-    EventKind.REDO,
-    EventKind.SEGMENT_ADDED,
-    EventKind.SEGMENT_UPDATED,
-    EventKind.SEGMENT_DELETED,
-    EventKind.SEGMENT_MOVED,
-}
+if TYPE_CHECKING:  # the session, journal and review modules load with the first case, not with the window
+    from radlabel.app.review import ProposalReview
+    from radlabel.app.session import Session, SessionEvent
+    from radlabel.core.edit.apply import EditDiff
+
+
+@functools.cache
+def _voxel_events() -> frozenset[Any]:
+    """The session events that change voxels or segments."""
+    from radlabel.app.session import EventKind
+
+    return frozenset(
+        {
+            EventKind.EDIT,
+            EventKind.UNDO,
+            EventKind.REDO,
+            EventKind.SEGMENT_ADDED,
+            EventKind.SEGMENT_UPDATED,
+            EventKind.SEGMENT_DELETED,
+            EventKind.SEGMENT_MOVED,
+        }
+    )
 
 
 class CaseController(QObject):
@@ -57,6 +69,8 @@ class CaseController(QObject):
         self.close()
         self.session = session
         if session is not None:
+            from radlabel.app.review import ProposalReview
+
             self._unsubscribe = session.subscribe(self._relay.emit)
             self.review = ProposalReview(session)
             ids = list(session.segmentation.segments)
@@ -77,7 +91,9 @@ class CaseController(QObject):
         self.current_segment_id = None
 
     def _on_event(self, event: SessionEvent) -> None:
-        if event.kind in _VOXEL_EVENTS and self.session is not None:
+        if event.kind in _voxel_events() and self.session is not None:
+            from radlabel.app.session import EventKind
+
             deleted = event.kind is EventKind.SEGMENT_DELETED and event.diff is not None
             if deleted and event.diff.segment_id == self.current_segment_id:  # type: ignore[union-attr]
                 self.set_current_segment(next(iter(self.session.segmentation.segments), None))
@@ -158,6 +174,54 @@ class CaseController(QObject):
         if self.session is None:
             return None
         return self.try_call(self.session.redo)
+
+    def discard_recovered(self) -> bool:
+        """Take back the steps `Session.open` replayed after the last save: the case is as it was saved.
+
+        The steps are walked back in reverse through the session (a replayed edit or redo is undone, a
+        replayed undo is redone), so the journal and the audit trail record each one, and Redo can still bring
+        them back; a ``recovery-discarded`` record follows. An undo followed by a new edit among the steps has
+        dropped what the walk would need; then nothing is changed, `error` says why and False is returned.
+        """
+        from radlabel.app.journal import JournalOp
+        from radlabel.app.session import SEGMENTATION_FILE
+        from radlabel.app.storage import load_segmentation
+
+        session = self.require_session()
+        steps = session.recovered_steps
+        saved, saved_seq = load_segmentation(session.case_dir / SEGMENTATION_FILE)
+        records, _ = session.journal.read()
+        live = [r for r in records if r.seq > saved_seq and r.op is not JournalOp.SAVE]
+        undone = False
+        for record in live:
+            undone = undone or record.op is JournalOp.UNDO
+            if record.op is JournalOp.DO and undone:
+                self.error.emit(
+                    "the recovered steps cannot be discarded one by one (an undo among them was followed by a new "
+                    "edit); they are kept, and Undo still takes them back step by step"
+                )
+                return False
+        with self.state.batch():
+            for record in reversed(live):
+                travel = session.redo if record.op is JournalOp.UNDO else session.undo
+                if self.try_call(travel) is None:
+                    self.error.emit(f"could not take back '{record.label}'; the steps before it are kept")
+                    return False
+        same = len(saved.layers) == len(session.segmentation.layers) and all(
+            np.array_equal(a, b) for a, b in zip(saved.layers, session.segmentation.layers, strict=True)
+        )
+        same = same and saved.segments == session.segmentation.segments
+        self.try_call(
+            session.record, "recovery-discarded", {"steps": steps, "saved_journal_seq": saved_seq, "exact": same}
+        )
+        if not same:
+            self.error.emit("the case is not exactly as last saved after discarding; Redo brings the steps back")
+        return same
+
+    def keep_recovered(self) -> None:
+        """Record that the user kept the steps `Session.open` replayed after the last save."""
+        session = self.require_session()
+        self.try_call(session.record, "recovery-kept", {"steps": session.recovered_steps})
 
     def undo_text(self) -> tuple[str, str]:
         """Texts of the Edit menu's undo and redo items: "Undo Paint Tumour, 1,204 voxels"."""

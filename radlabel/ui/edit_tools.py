@@ -90,12 +90,14 @@ class ScratchLayer:
     def paint(self, region: Region, value: int, colors: dict[int, tuple[int, int, int]]) -> None:
         """Set ``value`` where ``region`` is true; show the layer."""
         segmentation = self._ensure(colors)
+        changed: tuple[slice, slice, slice] | None = None
         if region.mask.size:
             assert self.array is not None
             view = self.array[region.box]
             view[region.mask] = value
             low = list(region.offset)
             high = [o + n for o, n in zip(region.offset, region.mask.shape, strict=True)]
+            changed = (slice(low[0], high[0]), slice(low[1], high[1]), slice(low[2], high[2]))
             if self._box is None:
                 self._box = [low, high]
             else:
@@ -104,19 +106,22 @@ class ScratchLayer:
                     [max(a, b) for a, b in zip(self._box[1], high, strict=True)],
                 ]
         if self.key in self.state.previews:
-            self.state.preview_changed(self.key)
+            # an empty region changed nothing: an empty box (no view redraws)
+            self.state.preview_changed(self.key, changed if changed is not None else (slice(0, 0),) * 3)
         else:
             self.state.set_preview(self.key, Preview(segmentation, self.opacity, self.outline))
 
     def clear(self, hide: bool = True) -> None:
+        cleared: tuple[slice, slice, slice] = (slice(0, 0),) * 3
         if self.array is not None and self._box is not None:
             low, high = self._box
             self.array[low[0] : high[0], low[1] : high[1], low[2] : high[2]] = 0
+            cleared = (slice(low[0], high[0]), slice(low[1], high[1]), slice(low[2], high[2]))
         self._box = None
         if hide:
             self.state.set_preview(self.key, None)
         elif self.key in self.state.previews:
-            self.state.preview_changed(self.key)
+            self.state.preview_changed(self.key, cleared)
 
 
 @dataclass

@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -30,23 +30,25 @@ from PySide6.QtWidgets import (
 
 from radlabel import __version__
 from radlabel.core.errors import Cancelled, RadlabelError
-from radlabel.core.io.series import LoadedSeries, ScanResult, SeriesEntry
 from radlabel.core.segmentation.model import Segmentation
 from radlabel.core.volume import Volume
-from radlabel.ui import case_store, presets
+from radlabel.ui import presets
 from radlabel.ui.ai_panel import AIPanel
 from radlabel.ui.audit_panel import AuditPanel
 from radlabel.ui.case_controller import CaseController
 from radlabel.ui.cases import demo_case, load_labelmap
 from radlabel.ui.loader_thread import BackgroundJob
 from radlabel.ui.segment_panel import SegmentPanel
-from radlabel.ui.series_browser import SeriesBrowser
 from radlabel.ui.slice_view import SliceView
 from radlabel.ui.tools_panel import TOOLS, ToolsPanel
 from radlabel.ui.viewer_state import SLICE_VIEWS, Change, Layout, View, ViewerState
 from radlabel.ui.volume_view3d import VolumeView
 from radlabel.ui.vtk_canvas import uses_offscreen_canvas
 from radlabel.ui.vtk_image import CaseImages
+
+if TYPE_CHECKING:  # loaded with the first image opened, not with the window
+    from radlabel.core.io.series import LoadedSeries, ScanResult, SeriesEntry
+    from radlabel.ui.series_browser import SeriesBrowser
 
 MAX_RECENT = 10
 DEMO_TITLE = "radlabel demo phantom"
@@ -65,9 +67,16 @@ def app_settings() -> QSettings:
 
 
 class MainWindow(QMainWindow):
+    case_shown = Signal()
+    """Every view on show has rendered the case `set_case` put up (its first frame); slow work starts then."""
+
     def __init__(self, settings: QSettings | None = None) -> None:
         super().__init__()
         self.settings = settings if settings is not None else app_settings()
+        self.ask_about_recovery = True
+        """Offer recovered journal steps in a dialog (False for screenshots: they are kept, noted in the status
+        bar)."""
+        self.recovery_box: QMessageBox | None = None
         self.state = ViewerState()
         self.images = CaseImages(self.state)  # before the views: it must sync first (see CaseImages)
         self.messages: list[tuple[str, str]] = []
@@ -371,6 +380,8 @@ class MainWindow(QMainWindow):
                 return
             self.load_entry(path, entry, segment=segment)
             return
+        from radlabel.ui.series_browser import SeriesBrowser
+
         browser = SeriesBrowser(result, self)
         browser.accepted.connect(lambda: self._on_series_chosen(path, browser, segment))
         self.series_browser = browser
@@ -403,6 +414,8 @@ class MainWindow(QMainWindow):
                 self.show_error(str(exc))
         if len(loaded.volumes) > 1:
             self.warnings.append(f"{len(loaded.volumes)} volumes in this series; showing the first")
+        from radlabel.ui import case_store
+
         several = self._last_scan_series > 1
         folder = case_store.case_folder_for(path, info.uid if several else None)
         if case_store.has_case(folder):  # reopen: the session reloads the image and replays its journal
@@ -442,6 +455,8 @@ class MainWindow(QMainWindow):
         self.set_case(volume, segmentation, title=DEMO_TITLE)
 
         def work(progress: Any) -> Any:
+            from radlabel.ui import case_store
+
             try:
                 session = case_store.demo_session(volume, segmentation)
             except RadlabelError as exc:
@@ -489,11 +504,48 @@ class MainWindow(QMainWindow):
                 "last crash or close without saving); File > Save keeps them",
                 30000,
             )
+            if self.ask_about_recovery:
+                self.offer_recovery(session)
         for warning in session.warnings:
             self.notify(warning, 20000)
         # plugin packages are imported to describe them: not before the first frame, and at once if the AI
         # panel is on show
         QTimer.singleShot(PLUGIN_LIST_DELAY_MS, self._list_plugins)
+
+    def offer_recovery(self, session: Any) -> QMessageBox:
+        """Ask (without blocking: `QMessageBox.open`) whether to keep the steps the journal brought back."""
+        steps = session.recovered_steps
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Recovered work",
+            f"{steps} step{'s' if steps != 1 else ''} recovered from the journal: work done after the last save, "
+            "before a crash or a close without saving.",
+            QMessageBox.StandardButton.NoButton,
+            self,
+        )
+        box.setInformativeText(
+            "Keep them, or discard them: the case goes back to its last saved state (recorded in the audit trail; "
+            "Redo can still bring them back)."
+        )
+        keep = box.addButton("Keep", QMessageBox.ButtonRole.AcceptRole)
+        discard = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.buttonClicked.connect(lambda button: self._on_recovery_choice(session, button is not discard))
+        box.finished.connect(lambda _code: setattr(self, "recovery_box", None))
+        self.recovery_box = box
+        box.open()
+        return box
+
+    def _on_recovery_choice(self, session: Any, keep: bool) -> None:
+        if session is not self.controller.session:  # another case was opened meanwhile
+            return
+        if keep:
+            self.controller.keep_recovered()
+        elif self.controller.discard_recovered():
+            self.notify("Discarded the recovered steps: the case is as last saved (Redo brings them back)", 15000)
+        self.audit_panel.refresh()
 
     def open_labelmap(self, path: str | Path) -> None:
         if self.state.volume is None:
@@ -550,8 +602,15 @@ class MainWindow(QMainWindow):
         with self.state.batch():
             self.state.set_volume(volume, segmentation, title=title)
             self.state.jump_to_segment()
+        self.after_first_frame(self._on_case_shown)
         if path is not None:
             self.add_recent(path)
+
+    def _on_case_shown(self) -> None:
+        # surfaces and statistics run on worker threads: started earlier they would slow the first frame down
+        self.view_3d.mesh_now()
+        self.segment_panel.measure_now()
+        self.case_shown.emit()
 
     @property
     def busy(self) -> bool:

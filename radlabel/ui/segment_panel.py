@@ -12,7 +12,7 @@ The selected segment is the one the tools edit (`CaseController.current_segment_
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QIcon, QPixmap
@@ -36,12 +36,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from radlabel.app.session import EventKind, SessionEvent
 from radlabel.ui.case_controller import CaseController
 from radlabel.ui.loader_thread import BackgroundJob
 from radlabel.ui.viewer_state import Change, ViewerState
 
+if TYPE_CHECKING:  # the session modules load with the first case, not with the window
+    from radlabel.app.session import SessionEvent
+
 STATS_DELAY_MS = 300
+#: A new case is measured once its first frame is on screen (`SegmentPanel.measure_now`, called by the
+#: window), or after this long at worst: the measuring thread (and its SciPy import) would delay that frame.
+NEW_CASE_STATS_FALLBACK_MS = 1000
 COLUMNS = ("Segment", "mL", "Mean", "⌀ mm")
 
 
@@ -170,7 +175,7 @@ class SegmentPanel(QWidget):
         ):
             self._refresh_list()
             self.stats.clear()
-            self._mark_stale(None)
+            self._mark_stale(None, NEW_CASE_STATS_FALLBACK_MS)
         if Change.SEGMENT_DISPLAY in changes:
             self._refresh_controls()
 
@@ -178,6 +183,8 @@ class SegmentPanel(QWidget):
         self._refresh_list()
 
     def _on_session_event(self, event: SessionEvent) -> None:
+        from radlabel.app.session import EventKind
+
         if event.kind in (EventKind.SAVED, EventKind.REVIEW):
             return
         self._refresh_list()
@@ -190,13 +197,19 @@ class SegmentPanel(QWidget):
             elif event.kind is EventKind.SEGMENT_ADDED and diff.segment_id is not None:
                 self._mark_stale({diff.segment_id})
 
-    def _mark_stale(self, ids: set[int] | None) -> None:
+    def _mark_stale(self, ids: set[int] | None, delay_ms: int = STATS_DELAY_MS) -> None:
         segmentation = self.state.segmentation
         if segmentation is None:
             return
         self._stale |= set(segmentation.segments) if ids is None else ids
         if self._stale and self._stats_job is None:
-            self._stats_timer.start()
+            self._stats_timer.start(delay_ms)
+
+    def measure_now(self) -> None:
+        """Start measuring what is waiting now (the window calls it once a new case's first frame is on screen)."""
+        if self._stats_timer.isActive():
+            self._stats_timer.stop()
+            self._start_stats()
 
     @property
     def stats_pending(self) -> bool:
@@ -239,7 +252,7 @@ class SegmentPanel(QWidget):
     def _stats_finished(self) -> None:
         self._stats_job = None
         if self._stale:
-            self._stats_timer.start()
+            self._stats_timer.start(STATS_DELAY_MS)
 
     def _refresh_stats(self) -> None:
         for row in range(self.list.topLevelItemCount()):

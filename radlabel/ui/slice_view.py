@@ -5,7 +5,12 @@ world axes (:func:`radlabel.ui.viewer_state.plane_matrix`) samples the plane thr
 oblique or tilted acquisition is shown in true patient orientation. The 2D result lives in *plane
 coordinates* (u, v) = (world . right, world . up); every actor of the view carries the same plane matrix, so
 the scene is in world millimetres and a screen pixel maps to a world point by a fixed affine map
-(:meth:`SliceScene.display_to_world`) that tests can check against the rendered pixels.
+(:meth:`SliceScene.display_to_world`) that tests can check against the rendered pixels. On an axis-aligned
+grid the plane is a slice of the array, which `radlabel.ui.plane_sampler` copies without the reslice filter.
+
+A state change redraws only what it changes (:class:`Redraw`): the view the user works in draws in its next
+paint, the others on idle ticks after it (`radlabel.ui.vtk_canvas`), and edits or previews whose box misses
+a view's plane leave that view alone.
 
 :class:`SliceScene` is the VTK part (no Qt); :class:`SliceView` is the Qt widget with mouse and keyboard.
 """
@@ -21,15 +26,12 @@ from numpy.typing import ArrayLike, NDArray
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QVBoxLayout, QWidget
 from vtkmodules.vtkCommonCore import vtkPoints, vtkUnsignedCharArray
-from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
-from vtkmodules.vtkImagingCore import vtkImageReslice
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
     vtkActor2D,
     vtkImageProperty,
-    vtkImageSlice,
-    vtkImageSliceMapper,
     vtkPolyDataMapper,
     vtkPolyDataMapper2D,
     vtkRenderer,
@@ -37,20 +39,43 @@ from vtkmodules.vtkRenderingCore import (
 )
 
 from radlabel.core import geometry
+from radlabel.ui.grey_plane import GreyPlane
+from radlabel.ui.plane_sampler import PlaneSampler
 from radlabel.ui.segment_overlay import SliceSegmentOverlay
-from radlabel.ui.viewer_state import PLANES, SLICE_VIEWS, VIEW_COLORS, Change, Layout, View, ViewerState, plane_matrix
+from radlabel.ui.viewer_state import (
+    PLANES,
+    SLICE_VIEWS,
+    VIEW_COLORS,
+    Box,
+    Change,
+    Layout,
+    View,
+    ViewerState,
+    box_is_empty,
+    plane_matrix,
+)
 from radlabel.ui.vtk_canvas import make_canvas
-from radlabel.ui.vtk_image import CaseImages, image_from_array, mark_modified, vtk_matrix
+from radlabel.ui.vtk_image import CaseImages, array_2d, image_from_array, mark_modified, vtk_matrix
 
 #: Camera distance from the plane (mm); overlays sit slightly in front of the image, towards the viewer.
 CAMERA_DISTANCE = 500.0
 _FILL_OFFSET, _OUTLINE_OFFSET, _CROSSHAIR_OFFSET = 0.05, 0.1, 0.15
 _PREVIEW_FILL_OFFSET, _PREVIEW_OUTLINE_OFFSET = 0.07, 0.12
+#: Half the depth (mm) around the plane the camera keeps; the overlays' offsets are far smaller.
+CLIP_HALF_DEPTH = 10.0
 #: Largest reslice output (pixels per side); larger planes get a coarser output spacing.
 MAX_OUTPUT_PIXELS = 2048
 #: Half-gap of the crosshair around the cursor (screen pixels), so the voxel under it stays visible.
 CROSSHAIR_GAP_PX = 7.0
 _FONT = "Arial"
+
+
+class Redraw(enum.IntEnum):
+    """What a state change means for one view's pixels."""
+
+    NONE = 0
+    CROSSHAIR = 1  # only the crosshair lines moved: the frame may wait for an idle tick
+    CONTENT = 2  # the image, segments, previews, texts or camera changed: draw it in the next paint
 
 
 def _text_actor(size: int, color: tuple[float, float, float], bold: bool = False) -> vtkTextActor:
@@ -77,6 +102,10 @@ class SliceScene:
         self.normal = self.plane.normal
         self.renderer = vtkRenderer()
         self.renderer.SetBackground(0.0, 0.0, 0.0)
+        # The overlays are ordered by their offsets towards the camera; order-independent translucency
+        # would add two offscreen passes per frame (a third of a frame's cost in software OpenGL).
+        self.renderer.UseOITOff()
+        self.renderer.GetCullers().RemoveAllItems()  # every prop is in view: culling only costs time
         self.camera = self.renderer.GetActiveCamera()
         self.camera.ParallelProjectionOn()
         self.size = (1, 1)
@@ -90,22 +119,20 @@ class SliceScene:
         self.bounds_uv = (-100.0, 100.0, -100.0, 100.0)
         self.output_grid: tuple[tuple[float, ...], tuple[float, ...], tuple[int, ...]] | None = None
         self.show_annotations = True
+        self._camera: tuple[float, tuple[float, float]] | None = None
+        self._crosshair_key: tuple[Any, ...] | None = None
+        self._annotations_key: tuple[Any, ...] | None = None
 
-        self.reslice = vtkImageReslice()
-        self.reslice.SetResliceAxes(self.axes)
-        self.reslice.SetOutputDirection(1, 0, 0, 0, 1, 0, 0, 0, 1)
-        self.reslice.SetOutputDimensionality(2)
-        self.reslice.SetInterpolationModeToLinear()
+        self.plane_image = vtkImageData()
+        """The image on the plane through the cursor (the 3D view shows it too); see `ensure_plane`."""
+        self.sampler: PlaneSampler | None = None
+        self._plane_stale = True
         self.image_property = vtkImageProperty()
+        """Window/level of the image (the 3D view's planes draw with it)."""
         self.image_property.SetInterpolationTypeToLinear()
-        self._image_mapper = vtkImageSliceMapper()
-        self._image_mapper.SetInputConnection(self.reslice.GetOutputPort())
-        self.image_actor = vtkImageSlice()
-        self.image_actor.SetMapper(self._image_mapper)
-        self.image_actor.SetProperty(self.image_property)
-        self.image_actor.SetUserMatrix(self.axes)
-        self.image_actor.VisibilityOff()
-        self.renderer.AddViewProp(self.image_actor)
+        self.grey = GreyPlane(self.renderer, self.axes)
+        self.image_actor = self.grey.actor
+        self._grey_stale = True
 
         self.overlay = SliceSegmentOverlay(self.renderer, self.axes, self._fill_matrix, self._outline_matrix)
         self._build_crosshair()
@@ -201,32 +228,80 @@ class SliceScene:
 
     # -- state -> pipeline ---------------------------------------------------------------------------------
 
-    def update(self, changes: set[Change]) -> None:
-        """Bring the pipeline up to date with the state (cheap when little changed)."""
+    def update(self, changes: set[Change]) -> Redraw:
+        """Bring the pipeline up to date with the state (cheap when little changed); say what must be redrawn.
+
+        Only what this view shows is recomputed: a cursor move along another view's normal moves just the
+        crosshair here, and an edit or a brush stroke whose box misses this plane changes nothing here.
+        """
         if Change.VOLUME in changes:
             self._update_volume()
-        if self.state.volume is None:
-            return
+        state = self.state
+        if state.volume is None:
+            return Redraw.CONTENT if Change.VOLUME in changes else Redraw.NONE
+        new_volume = Change.VOLUME in changes
         moved = False
+        redraw = Redraw.CONTENT if new_volume or Change.VOLUME_DATA in changes else Redraw.NONE
+        if Change.VOLUME_DATA in changes:
+            self._plane_stale = True
         if changes & {Change.CURSOR, Change.VOLUME}:
             moved = self._update_plane()
-        if Change.WINDOW in changes or Change.VOLUME in changes:
-            self.image_property.SetColorWindow(self.state.window)
-            self.image_property.SetColorLevel(self.state.level)
-        if Change.SEGMENTATION in changes or Change.VOLUME in changes:
+            if moved:
+                redraw = Redraw.CONTENT
+                self._plane_stale = True
+            elif state.show_crosshair:
+                redraw = max(redraw, Redraw.CROSSHAIR)
+        if Change.WINDOW in changes or new_volume:
+            self.image_property.SetColorWindow(state.window)
+            self.image_property.SetColorLevel(state.level)
+            self._grey_stale = True
+            redraw = Redraw.CONTENT
+        if Change.SEGMENTATION in changes or new_volume:
             self.overlay.set_layer_images(self.images.layer_images)
-        if moved or changes & {Change.PREVIEW, Change.VOLUME}:
+        if moved or new_volume or (Change.PREVIEW in changes and self.meets(state.preview_box)):
             self._update_previews(Change.PREVIEW in changes)
-        if moved or changes & {Change.SEGMENTATION, Change.SEGMENT_DISPLAY, Change.VOLUME}:
-            state = self.state
+            redraw = Redraw.CONTENT
+        if (
+            moved
+            or changes & {Change.SEGMENT_DISPLAY, Change.VOLUME}
+            or (Change.SEGMENTATION in changes and self.meets(state.changed_box))
+        ):
             self.overlay.update(
                 state.segmentation,
                 state.visible_segment_ids(),
                 state.segment_opacity,
                 state.show_fill,
                 state.show_outline,
+                self.matrix,
             )
-        self._update_texts()
+            redraw = Redraw.CONTENT
+        camera = (state.zoom[self.view], state.pan[self.view])
+        if camera != self._camera:
+            self._camera = camera
+            redraw = Redraw.CONTENT
+        if moved or new_volume or Change.WINDOW in changes:
+            self._update_texts()
+        return redraw
+
+    def meets(self, box: Box | None) -> bool:
+        """Does the plane on show pass through the voxels of ``box`` ([k, j, i]; ``None``: anywhere)?"""
+        volume = self.state.volume
+        if box is None or volume is None:
+            return True
+        if box_is_empty(box):
+            return False
+        k, j, i = box
+        corners = np.array(
+            [
+                [a, b, c]
+                for a in (i.start - 0.5, i.stop - 0.5)
+                for b in (j.start - 0.5, j.stop - 0.5)
+                for c in (k.start - 0.5, k.stop - 0.5)
+            ]
+        )
+        depth = volume.index_to_world(corners) @ self.normal
+        plane = float(self.normal @ self.state.cursor)
+        return bool(depth.min() - 1e-6 <= plane <= depth.max() + 1e-6)
 
     def _update_volume(self) -> None:
         volume = self.state.volume
@@ -237,9 +312,10 @@ class SliceScene:
         if not has_volume:
             self.crosshair_actor.VisibilityOff()
             return
-        assert volume is not None
-        self.reslice.SetInputData(self.images.volume_image)
-        self.reslice.SetBackgroundLevel(float(np.min(volume.array[:: max(1, volume.array.shape[0] // 8)])))
+        assert volume is not None and self.images.volume_image is not None
+        background = float(np.min(volume.array[:: max(1, volume.array.shape[0] // 8)]))
+        self.sampler = PlaneSampler(self.images.volume_image, self.axes, True, background, self.plane_image)
+        self._plane_stale = True
         # Plane bounds: the volume's voxel-edge corners projected on the view's screen axes.
         n = np.array(volume.size, float)
         edges = np.array(
@@ -262,9 +338,8 @@ class SliceScene:
         nu = math.ceil((self.bounds_uv[1] - u0) / su) + 1
         nv = math.ceil((self.bounds_uv[3] - v0) / sv) + 1
         self.output_grid = ((u0, v0, 0.0), (su, sv, 1.0), (0, nu - 1, 0, nv - 1, 0, 0))
-        self.reslice.SetOutputOrigin(*self.output_grid[0])
-        self.reslice.SetOutputSpacing(*self.output_grid[1])
-        self.reslice.SetOutputExtent(*self.output_grid[2])
+        self.sampler.set_output_grid(*self.output_grid)
+        self.grey.set_grid(*self.output_grid)
         self.overlay.set_output_grid(*self.output_grid)
         for preview in self.previews.values():
             preview.set_output_grid(*self.output_grid)
@@ -317,7 +392,12 @@ class SliceScene:
                     mark_modified(image)
             overlay.set_layer_images(images)
             overlay.update(
-                segmentation, list(segmentation.segments), preview.opacity, preview.opacity > 0, preview.outline
+                segmentation,
+                list(segmentation.segments),
+                preview.opacity,
+                preview.opacity > 0,
+                preview.outline,
+                self.matrix,
             )
 
     def set_annotations_visible(self, visible: bool) -> None:
@@ -357,18 +437,34 @@ class SliceScene:
     def mm_per_pixel(self) -> float:
         return 2.0 * self.parallel_scale() / max(self.size[1], 1)
 
+    def ensure_plane(self) -> None:
+        """Sample the image on the plane on show, if it moved or the voxels changed since the last time.
+
+        Done when a frame needs it (this view's or the 3D view's), not on every cursor change: a hidden view
+        costs nothing."""
+        if self._plane_stale and self.sampler is not None:
+            self._plane_stale = False
+            self._grey_stale = True
+            self.sampler.update(self.matrix)
+
     def before_render(self, width: int, height: int) -> None:
         """Camera, crosshair, letters and scale bar for a viewport of ``width`` x ``height`` pixels."""
         self.size = (max(int(width), 1), max(int(height), 1))
         if self.state.volume is None:
             return
+        self.ensure_plane()
+        if self._grey_stale and self.plane_image.GetPointData().GetScalars() is not None:
+            self._grey_stale = False
+            self.grey.show(array_2d(self.plane_image), self.state.window, self.state.level)
         fu, fv = self.focal_uv()
         focal = self.matrix[:3, :3] @ np.array([fu, fv, 0.0]) + self.matrix[:3, 3]
         self.camera.SetFocalPoint(*focal)
         self.camera.SetPosition(*(focal + self.normal * CAMERA_DISTANCE))
         self.camera.SetViewUp(*self.up)
         self.camera.SetParallelScale(self.parallel_scale())
-        self.renderer.ResetCameraClippingRange()
+        # Everything lies within a fraction of a millimetre of the plane: a fixed range spares VTK the bounds
+        # of every prop on each frame.
+        self.camera.SetClippingRange(CAMERA_DISTANCE - CLIP_HALF_DEPTH, CAMERA_DISTANCE + CLIP_HALF_DEPTH)
         self._place_crosshair()
         self._place_annotations()
 
@@ -398,6 +494,10 @@ class SliceScene:
         cursor = self.state.cursor
         cu, cv = float(cursor @ self.right), float(cursor @ self.up)
         mm = self.mm_per_pixel()
+        key = (cu, cv, mm, self.size, self.bounds_uv)
+        if key == self._crosshair_key:  # unchanged lines: no new vertex buffer for the frame
+            return
+        self._crosshair_key = key
         gap = CROSSHAIR_GAP_PX * mm
         reach = (
             4.0 * max(self.size) * mm
@@ -420,6 +520,10 @@ class SliceScene:
 
     def _place_annotations(self) -> None:
         width, height = self.size
+        mm = self.mm_per_pixel()
+        if (self.size, mm) == self._annotations_key:  # placed for this size and zoom already
+            return
+        self._annotations_key = (self.size, mm)
         margin = 10
         self._letters["left"].SetDisplayPosition(margin + 4, height // 2)
         self._letters["right"].SetDisplayPosition(width - margin - 4, height // 2)
@@ -429,7 +533,6 @@ class SliceScene:
         self._slice_text.SetDisplayPosition(margin, height - margin - 20)
         self._window_text.SetDisplayPosition(width - margin, height - margin)
         # Scale bar: a round length (1, 2 or 5 x 10^n mm) of at most a fifth of the view width.
-        mm = self.mm_per_pixel()
         target = width * mm / 5
         exponent = math.floor(math.log10(max(target, 1e-6)))
         length_mm = 1.0 * 10**exponent
@@ -511,8 +614,16 @@ class SliceView(QFrame):
     def _on_state(self, changes: set[Change]) -> None:
         if changes == {Change.POINTER}:
             return
-        self.scene.update(changes)
-        self.canvas.request_render()
+        redraw = self.scene.update(changes)
+        if redraw is Redraw.NONE:
+            return
+        # The view the user works in draws now; the others follow on idle ticks (see vtk_canvas), except
+        # when a new case comes up: every view shows it in the same first frame.
+        focus = self.state.focus_view
+        if Change.VOLUME in changes or focus is self.view or (focus is None and redraw is Redraw.CONTENT):
+            self.canvas.request_render()
+        else:
+            self.canvas.request_render_later()
 
     def before_render(self, width: int, height: int) -> None:
         self.scene.before_render(width, height)
@@ -533,6 +644,7 @@ class SliceView(QFrame):
 
     def mouse_press(self, event: Any) -> bool:
         self.canvas.setFocus(Qt.FocusReason.MouseFocusReason)
+        self.state.set_focus_view(self.view)
         if self.state.volume is None:
             return True
         x, y = self._display_xy(event)
@@ -605,6 +717,7 @@ class SliceView(QFrame):
         return True
 
     def wheel(self, event: Any) -> bool:
+        self.state.set_focus_view(self.view)
         self._wheel_rest += event.angleDelta().y() / 120.0
         steps = int(self._wheel_rest)
         if steps == 0:
@@ -619,6 +732,7 @@ class SliceView(QFrame):
         return True
 
     def key_press(self, event: Any) -> bool:
+        self.state.set_focus_view(self.view)
         key = event.key()
         steps = {
             Qt.Key.Key_Up: 1,

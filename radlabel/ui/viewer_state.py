@@ -68,7 +68,14 @@ class Plane:
 
     @property
     def normal(self) -> NDArray[np.float64]:
-        return np.cross(np.asarray(self.right, float), np.asarray(self.up, float))
+        key = (self.right, self.up)
+        normal = _NORMALS.get(key)
+        if normal is None:  # computed once per plane: every slice step asks for it several times
+            normal = _NORMALS[key] = np.cross(np.asarray(self.right, float), np.asarray(self.up, float))
+        return normal.copy()  # callers may change it
+
+
+_NORMALS: dict[tuple[tuple[float, float, float], tuple[float, float, float]], NDArray[np.float64]] = {}
 
 
 #: Radiological convention: patient's right on screen left; axial seen from the feet, coronal from the
@@ -142,6 +149,27 @@ class Readout:
 
 
 Listener = Callable[[set[Change]], None]
+#: Index box [k, j, i] of the voxels a change touched.
+Box = tuple[slice, slice, slice]
+
+
+def box_is_empty(box: Box) -> bool:
+    return any(s.stop <= s.start for s in box)
+
+
+def union_box(a: Box | None, b: Box | None) -> Box | None:
+    """The box holding both (``None`` = everywhere, so it wins; an empty box adds nothing)."""
+    if a is None or b is None:
+        return None
+    if box_is_empty(a):
+        return b
+    if box_is_empty(b):
+        return a
+    return (
+        slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
+        slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)),
+        slice(min(a[2].start, b[2].start), max(a[2].stop, b[2].stop)),
+    )
 
 
 class ViewerState:
@@ -165,10 +193,15 @@ class ViewerState:
         self.show_surfaces = True
         self.show_crosshair = True
         self.hidden_segments: set[int] = set()
-        self.changed_box: tuple[slice, slice, slice] | None = None
+        self.changed_box: Box | None = None
+        self.preview_box: Box | None = None
         self.previews: dict[str, Preview] = {}
+        self.focus_view: View | None = None
+        """The slice view the user works in (last wheel, key or press there): it draws a change in its next
+        paint, the other views on an idle tick after it. Not something the views show, so no change is sent."""
         self._listeners: list[Listener] = []
         self._pending: set[Change] | None = None
+        self._corners: tuple[Volume, NDArray[np.float64]] | None = None
 
     # -- observation ---------------------------------------------------------------------------------------
 
@@ -201,6 +234,9 @@ class ViewerState:
         for listener in list(self._listeners):
             listener(changes)
 
+    def set_focus_view(self, view: View | None) -> None:
+        self.focus_view = view
+
     # -- case ----------------------------------------------------------------------------------------------
 
     def set_volume(self, volume: Volume, segmentation: Segmentation | None = None, title: str = "") -> None:
@@ -211,6 +247,7 @@ class ViewerState:
             self.cursor = self.voxel_world(tuple(n // 2 for n in volume.size))  # a voxel centre
             self.pointer = None
             self.previews = {}
+            self.preview_box = None
             self.zoom = dict.fromkeys(View, 1.0)
             self.pan = dict.fromkeys(View, (0.0, 0.0))
             self.apply_preset(presets.default_preset(volume))
@@ -225,15 +262,20 @@ class ViewerState:
         self.hidden_segments = (
             {s.id for s in segmentation.segments.values() if not s.visible} if segmentation is not None else set()
         )
+        self.changed_box = None
         self._emit(Change.SEGMENTATION, Change.SEGMENT_DISPLAY)
 
-    def segmentation_changed(self, box: tuple[slice, slice, slice] | None = None) -> None:
+    def _pending_has(self, change: Change) -> bool:
+        return self._pending is not None and change in self._pending
+
+    def segmentation_changed(self, box: Box | None = None) -> None:
         """Segments or their voxels changed: the hook the editing session's events call after every edit.
 
-        ``box`` ([k, j, i] slices) is where voxels changed, for views that redraw only that part; the label
-        layers are shared with VTK without copies, so slice views re-read just the plane they show.
+        ``box`` ([k, j, i] slices) is where voxels changed, so views whose plane misses it neither reslice nor
+        render; ``None`` means anywhere (a segment renamed, recoloured, ...). The label layers are shared with
+        VTK without copies, so slice views re-read just the plane they show.
         """
-        self.changed_box = box
+        self.changed_box = union_box(self.changed_box, box) if self._pending_has(Change.SEGMENTATION) else box
         self._emit(Change.SEGMENTATION)
 
     def sync_segment_visibility(self) -> None:
@@ -251,11 +293,16 @@ class ViewerState:
                 return
         else:
             self.previews[key] = preview
+        self.preview_box = None
         self._emit(Change.PREVIEW)
 
-    def preview_changed(self, key: str) -> None:
-        """The voxels of preview ``key`` were changed in place."""
+    def preview_changed(self, key: str, box: Box | None = None) -> None:
+        """The voxels of preview ``key`` were changed in place, within ``box`` ([k, j, i]; ``None``: anywhere).
+
+        A brush stroke calls this on every mouse move; views whose plane misses the box are left alone.
+        """
         if key in self.previews:
+            self.preview_box = union_box(self.preview_box, box) if self._pending_has(Change.PREVIEW) else box
             self._emit(Change.PREVIEW)
 
     def volume_data_changed(self) -> None:
@@ -269,10 +316,14 @@ class ViewerState:
         return self.volume.index_to_world(np.asarray(ijk, float))[0]
 
     def _centre_corners(self) -> NDArray[np.float64]:
-        assert self.volume is not None
-        n = np.array(self.volume.size, float) - 1
-        corners = np.array([[a, b, c] for a in (0, n[0]) for b in (0, n[1]) for c in (0, n[2])])
-        return self.volume.index_to_world(corners)
+        volume = self.volume
+        assert volume is not None
+        cached = self._corners
+        if cached is None or cached[0] is not volume:  # asked on every slice step by every view
+            n = np.array(volume.size, float) - 1
+            corners = np.array([[a, b, c] for a in (0, n[0]) for b in (0, n[1]) for c in (0, n[2])])
+            cached = self._corners = (volume, volume.index_to_world(corners))
+        return cached[1]
 
     def slice_step(self, view: View) -> float:
         """mm between slices of ``view``: the spacing of the volume axis closest to the view's normal."""

@@ -1,7 +1,7 @@
 """The 3D view: the three slice planes where they are in the patient, segment surfaces, optional volume
 rendering, an outline of the volume and an orientation cube (L/R, A/P, S/I).
 
-The planes reuse the slice views' reslice outputs and window/level (nothing is computed twice); the scene
+The planes reuse the slice views' plane images and window/level (nothing is computed twice); the scene
 is in LPS world millimetres like the slice views. Mouse: VTK's trackball camera (left rotate, right/wheel
 zoom, middle pan).
 """
@@ -41,10 +41,12 @@ class VolumeScene:
         self.renderer.SetBackground(0.08, 0.09, 0.11)
         self.renderer.SetBackground2(0.22, 0.24, 0.29)
         self.renderer.GradientBackgroundOn()
+        self.renderer.UseOITOff()  # opaque surfaces and planes; the pass would cost a third of each frame
         self.planes: list[vtkImageSlice] = []
+        self.slices = slices
         for scene in slices:
             mapper = vtkImageSliceMapper()
-            mapper.SetInputConnection(scene.reslice.GetOutputPort())
+            mapper.SetInputData(scene.plane_image)
             actor = vtkImageSlice()
             actor.SetMapper(mapper)
             actor.SetProperty(scene.image_property)
@@ -148,6 +150,9 @@ class VolumeScene:
         self.renderer.AddViewProp(actor)
 
     def before_render(self, width: int, height: int) -> None:
+        if self.state.volume is not None:
+            for scene in self.slices:
+                scene.ensure_plane()
         if self.camera_needs_reset and self.state.volume is not None:
             self.reset_camera()
 
@@ -167,6 +172,9 @@ class VolumeScene:
 
 
 SURFACE_DELAY_MS = 500
+#: A new case's surfaces are meshed once its first frame is on screen (`VolumeView.mesh_now`, called by the
+#: window), or after this long at worst: meshing on a worker thread would compete with that frame.
+NEW_SURFACE_FALLBACK_MS = 1000
 
 
 class VolumeView(QFrame):
@@ -198,10 +206,10 @@ class VolumeView(QFrame):
         self._surface_timer.setSingleShot(True)
         self._surface_timer.setInterval(SURFACE_DELAY_MS)
         self._surface_timer.timeout.connect(self._rebuild_surfaces)
-        #: A new volume or segmentation is meshed right after the first frame that shows it (zero delay).
+        #: A new volume or segmentation is meshed right after the first frame that shows it.
         self._new_surface_timer = QTimer(self)
         self._new_surface_timer.setSingleShot(True)
-        self._new_surface_timer.setInterval(0)
+        self._new_surface_timer.setInterval(NEW_SURFACE_FALLBACK_MS)
         self._new_surface_timer.timeout.connect(self._rebuild_surfaces)
         self._shown_segmentation = state.segmentation
         self._surface_job: Any = None
@@ -225,11 +233,17 @@ class VolumeView(QFrame):
         self._surface_job = job
         job.start()
 
+    def mesh_now(self) -> None:
+        """Mesh a new case's surfaces now (its first frame is on screen) rather than at the fallback time."""
+        if self._new_surface_timer.isActive():
+            self._new_surface_timer.stop()
+            self._rebuild_surfaces()
+
     def _show_surfaces(self, segmentation: Any, meshes: dict[int, Any]) -> None:
         if segmentation is self.state.segmentation:
             self.scene.surfaces.show_meshes(segmentation, meshes)
             self.scene.surfaces.set_visibility(self.state.show_surfaces, self.state.hidden_segments)
-            self.canvas.request_render()
+            self.canvas.request_render_later()
         self._surfaces_finished()
 
     def _surfaces_finished(self) -> None:
@@ -287,7 +301,12 @@ class VolumeView(QFrame):
             self._new_surface_timer.start()
         if changes:
             self.scene.update(changes, surfaces=False)
-        self.canvas.request_render()
+        # The 3D view follows what the slice views show: it draws on an idle tick, after them; a new case
+        # is drawn with them.
+        if Change.VOLUME in changes:
+            self.canvas.request_render()
+        else:
+            self.canvas.request_render_later()
 
     # canvas handler: the 3D view leaves the mouse to VTK's trackball style
     def before_render(self, width: int, height: int) -> None:

@@ -59,8 +59,9 @@ def window(qtbot: object, settings: object) -> Iterator[object]:
     main.show()
     qtbot.waitExposed(main)  # type: ignore[attr-defined]
     yield main
-    if main.message_box is not None:
-        main.message_box.close()
+    for box in (main.message_box, main.recovery_box):
+        if box is not None:
+            box.close()
     main.close()
 
 

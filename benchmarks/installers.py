@@ -2,7 +2,7 @@
 installed application beside the source install (the reference: `pip install -e` in .venv).
 
     python packaging/build.py all            # first: dist/radlabel-<v>-linux-x86_64-cpu/ and the .deb
-    sudo .venv/bin/python benchmarks/packaging.py [--dist dist] [--no-install]
+    sudo .venv/bin/python benchmarks/installers.py [--dist dist] [--no-install]
 
 Targets (issue #8): CPU flavour <= 800 MB installed; cold start <= 3 s to the first rendered frame; a LiteMedSAM
 proposal on the CPU within 20 % of the source install's. "Cold start" is the first launch after installing,
