@@ -138,7 +138,11 @@ def flood_row(volume: Volume, tissue: NDArray[np.uint8], lesion: NDArray[np.bool
     assert box is not None
     inner = ndimage.binary_erosion(liver[box], iterations=10)
     far = ndimage.distance_transform_edt(~lesion[box], sampling=(1.0, 0.7, 0.7)) > 25
-    candidates = np.argwhere(inner & far)
+    # The fill's range is centred on the seed voxel's value, so a reader clicks on typical liver, not on a
+    # noise outlier: candidates are voxels within 3 HU of the liver's median (noise SD is about 20 HU here).
+    median = float(np.median(volume.array[liver]))
+    typical = np.abs(volume.array[box].astype(np.float32) - median) <= 3.0
+    candidates = np.argwhere(inner & far & typical)
     centroid = np.argwhere(liver[box]).mean(axis=0)
     seed_local = candidates[np.argmin(np.linalg.norm(candidates - centroid, axis=1))]
     seed = tuple(int(v) for v in seed_local + np.array([s.start for s in box]))
