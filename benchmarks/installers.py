@@ -15,6 +15,7 @@ sizes only.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import statistics
@@ -30,7 +31,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from check_deb import bare_env, brain_box  # noqa: E402
 from conftest import find_shared_data  # noqa: E402
 
-import build  # noqa: E402  (packaging/build.py: names of what it builds)
+# packaging/build.py knows the names of what it builds; loaded by path, as "build" is also a PyPI package
+# (and the name of the scratch folder at the project root).
+_spec = importlib.util.spec_from_file_location("radlabel_packaging_build", ROOT / "packaging" / "build.py")
+assert _spec is not None and _spec.loader is not None
+build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(build)
 
 SOURCE = ROOT / ".venv" / "bin" / "radlabel"
 INSTALLED = Path("/usr/bin/radlabel")

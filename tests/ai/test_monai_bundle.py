@@ -6,12 +6,13 @@ grid checks that probabilities come back onto our [k, j, i] grid."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+
+from tests.ai.conftest import RecordingContext as Context
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
@@ -34,23 +35,6 @@ NETWORK = {
     "strides": [2],
     "num_res_units": 1,
 }
-
-
-@dataclass
-class Context:
-    device: str = "cpu"
-    cache: dict[str, Any] = field(default_factory=dict)
-    cancel_after: int | None = None
-    calls: list[tuple[float, str]] = field(default_factory=list)
-
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel_after is not None and len(self.calls) >= self.cancel_after
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        self.calls.append((fraction, message))
-        if self.cancelled:
-            raise Cancelled("test")
 
 
 def _sphere_volume(
