@@ -362,6 +362,8 @@ def site_settings_path(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get(SITE_SETTINGS_ENV):
         return Path(env[SITE_SETTINGS_ENV]).expanduser()
+    if sys.platform == "win32":  # where packaging/windows/radlabel.nsi installs it
+        return Path(env.get("PROGRAMDATA", r"C:\ProgramData")) / "radlabel" / "settings.toml"
     return DEFAULT_SITE_FILE
 
 

@@ -263,3 +263,14 @@ def test_unknown_keys_in_new_sections_are_warnings(tmp_path: Path, env: dict[str
     settings = load_settings(user, tmp_path / "none.toml", env)
     assert any("unknown key storage.case_dir" in w for w in settings.warnings)
     assert any("unknown key models.folder" in w for w in settings.warnings)
+
+
+def test_windows_site_file_is_under_programdata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """packaging/windows/radlabel.nsi installs the site file there; the variable still wins."""
+    from radlabel.core import settings as settings_module
+
+    monkeypatch.setattr(settings_module.sys, "platform", "win32")
+    found = settings_module.site_settings_path({"PROGRAMDATA": "D:\\ProgramData"})
+    assert found == Path("D:\\ProgramData") / "radlabel" / "settings.toml"
+    given = settings_module.site_settings_path({"RADLABEL_SITE_SETTINGS": "/srv/site.toml"})
+    assert given == Path("/srv/site.toml")
