@@ -720,7 +720,8 @@ def install_pack(
                 out.flush()
                 os.fsync(out.fileno())
             report.report(0.9, "verifying")
-            problems = _verify_folder(staging, manifest)
+            # Named as in the pack (the staging folder means nothing to the reader of the message).
+            problems = [p.replace(str(staging) + os.sep, "file ", 1) for p in _verify_folder(staging, manifest)]
             if problems:
                 raise ModelPackError(
                     f"verification failed, nothing installed: {problems[0]}"

@@ -168,8 +168,8 @@ def test_wrong_hash_is_refused_and_nothing_is_installed(tmp_path: Path, settings
     with pytest.raises(ModelPackError) as caught:
         install_pack(pack_folder(tmp_path / "src", manifest), settings)
     message = str(caught.value)
-    assert "model pack 'demo-onnx'" in message and "sub/decoder.onnx" in message and "SHA-256" in message
-    assert "nothing installed" in message
+    assert "model pack 'demo-onnx'" in message and "file sub/decoder.onnx: SHA-256" in message
+    assert "nothing installed" in message and ".staging" not in message  # named as in the pack
     assert_nothing_installed(settings)
 
 
