@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from radlabel.ai import sdk
 from radlabel.ai.sdk import (
     BoxPrompt,
     Capabilities,
@@ -512,7 +513,7 @@ class MedSAMPlugin(_SamPlugin):
         return options
 
     def weights_status(self) -> WeightsStatus:
-        if importlib.util.find_spec("torch") is None:
+        if not _installed("torch"):
             # radlabel's CPU application bundle carries ONNX Runtime, not PyTorch: say so instead of asking
             # for a checkpoint that could not be loaded anyway.
             return WeightsStatus(
@@ -559,16 +560,9 @@ def _installed(module: str) -> bool:
 
 
 def _find_model_pack(name: str) -> Path | None:
-    """The folder of an installed radlabel model pack, through the SDK's ``find_model_pack`` where it exists."""
-    try:
-        from radlabel.ai import sdk
-
-        finder = sdk.find_model_pack  # type: ignore[attr-defined,unused-ignore]
-    except (ImportError, AttributeError):  # an SDK without model packs: nothing installed to find
-        return None
-    found = finder(name)
-    path = getattr(found, "path", None)
-    return Path(path) if path is not None else None
+    """The folder of the installed radlabel model pack ``name`` (SDK 1.2 ``find_model_pack``), None if none."""
+    found = sdk.find_model_pack(name)
+    return found.path if found is not None else None
 
 
 def _report(context: PluginContext, fraction: float, message: str) -> None:
