@@ -318,16 +318,14 @@ def plugin_settings(plugin_name: str) -> dict[str, Any]:
 
     In the worker process this is the configuration of the radlabel process that started it.
     """
-    provider = _settings_provider
-    if provider is None:
+    if _settings_object is None:
         from radlabel.core.settings import load_settings
 
         return load_settings().plugin_options(plugin_name)
-    return provider(plugin_name)
+    return _settings_object.plugin_options(plugin_name)
 
 
-_settings_provider: Callable[[str], dict[str, Any]] | None = None
-_settings_object: Settings | None = None  # the worker may set the settings of the process that started it
+_settings_object: Settings | None = None  # the worker sets the settings of the process that started it
 _log = logging.getLogger(__name__)
 
 
@@ -351,9 +349,6 @@ def _current_settings() -> Settings:
 
     if _settings_object is not None:
         return _settings_object
-    owner = getattr(_settings_provider, "__self__", None)  # the worker sets Settings.plugin_options
-    if isinstance(owner, Settings):
-        return owner
     try:
         return load_settings()
     except Exception as exc:

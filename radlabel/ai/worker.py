@@ -451,7 +451,7 @@ def _child_main(conn: Connection, plugin_name: str, settings: Settings, cancel_e
     guard = _NetworkGuard(plugin_name)
     if not settings.ai.allow_network:
         guard.install()
-    sdk._settings_provider = settings.plugin_options
+    sdk._settings_object = settings
     try:
         started = time.perf_counter()
         source, plugin = registry.resolve(plugin_name, settings)

@@ -100,16 +100,16 @@ def test_parameters_from_settings_are_hash_checked(tmp_path: Path, monkeypatch: 
     parameters.write_text('{"otsu_bins": 64}', encoding="utf-8")
     digest = hashlib.sha256(parameters.read_bytes()).hexdigest()
     good = Settings(plugins={"example-threshold": {"parameters": str(parameters), "parameters_sha256": digest}})
-    monkeypatch.setattr(sdk, "_settings_provider", good.plugin_options)
+    monkeypatch.setattr(sdk, "_settings_object", good)
     plugin = loaded()
     assert plugin.parameters == {"otsu_bins": 64} and plugin.sha256 == digest
     bad = Settings(plugins={"example-threshold": {"parameters": str(parameters), "parameters_sha256": "0" * 64}})
-    monkeypatch.setattr(sdk, "_settings_provider", bad.plugin_options)
+    monkeypatch.setattr(sdk, "_settings_object", bad)
     assert not example.create().weights_status().present
     with pytest.raises(PluginWeightsError, match="refusing to load"):
         example.create().load(Context())
     unpinned = Settings(plugins={"example-threshold": {"parameters": str(parameters)}})
-    monkeypatch.setattr(sdk, "_settings_provider", unpinned.plugin_options)
+    monkeypatch.setattr(sdk, "_settings_object", unpinned)
     with pytest.raises(PluginWeightsError, match="without parameters_sha256"):
         example.create().load(Context())
 

@@ -142,11 +142,11 @@ def test_example_weights_with_wrong_hash_are_not_present(tmp_path: Path) -> None
     settings = Settings(plugins={"example-threshold": {"parameters": str(parameters), "parameters_sha256": "12" * 32}})
     from radlabel.ai import sdk
 
-    monkey = sdk._settings_provider
-    sdk._settings_provider = settings.plugin_options
+    monkey = sdk._settings_object
+    sdk._settings_object = settings
     try:
         info = by_name(registry.discover(settings))["example-threshold"]
     finally:
-        sdk._settings_provider = monkey
+        sdk._settings_object = monkey
     assert info.weights is not None and not info.weights.present and not info.usable
     assert "refusing to load" in info.error and str(parameters) in info.error

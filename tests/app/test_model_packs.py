@@ -102,7 +102,6 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     monkeypatch.setenv("RADLABEL_SITE_SETTINGS", str(tmp_path / "site.toml"))
     monkeypatch.setenv("RADLABEL_SITE_MODELS", str(tmp_path / "site-models"))
     monkeypatch.setenv("RADLABEL_BUNDLED_MODELS", str(tmp_path / "bundled"))
-    monkeypatch.setattr(sdk, "_settings_provider", None)
     monkeypatch.setattr(sdk, "_settings_object", None)
     yield load_settings()
 
@@ -487,7 +486,7 @@ def test_sdk_uses_the_settings_the_worker_hands_it(tmp_path: Path, settings: Set
     elsewhere = tmp_path / "worker-models"
     pack_folder(elsewhere / "demo-onnx")
     worker_settings = Settings(models=ModelsSettings(folders=(elsewhere,)))
-    sdk._settings_provider = worker_settings.plugin_options  # what the worker does (radlabel.ai.worker)
+    sdk._settings_object = worker_settings  # what the worker does (radlabel.ai.worker)
     found = sdk.find_model_pack("demo-onnx")
     assert found is not None and found.path == elsewhere / "demo-onnx"
 
