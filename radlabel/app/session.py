@@ -30,6 +30,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+
 from radlabel.app import storage
 from radlabel.app.journal import Journal, JournalOp
 from radlabel.app.undo import UndoStack
@@ -526,6 +528,38 @@ class Session:
         self.undo_stack.push(diff)
         self._changed_seq = seq
         self._emit(_EVENT_OF_DIFF[diff.kind], diff, seq, when)
+
+    def discard_recovered(self) -> bool:
+        """Take back the steps `open` replayed after the last save: the case goes back to its saved state.
+
+        The steps are walked back in reverse (a replayed edit or redo is undone, a replayed undo is redone), so
+        the journal and the audit trail record each one and Redo can still bring them back; a
+        ``recovery-discarded`` record follows. Returns whether the segmentation now equals the saved one.
+        Raises `EditError`, changing nothing, when an undo among the steps was followed by a new edit (that
+        dropped what the walk would need; Undo still takes the steps back one by one).
+        """
+        steps = self.recovered_steps
+        saved, saved_seq = storage.load_segmentation(self.case_dir / SEGMENTATION_FILE)
+        records, _ = self.journal.read()
+        live = [r for r in records if r.seq > saved_seq and r.op is not JournalOp.SAVE]
+        undone = False
+        for record in live:
+            undone = undone or record.op is JournalOp.UNDO
+            if record.op is JournalOp.DO and undone:
+                raise EditError(
+                    "the recovered steps cannot be discarded one by one (an undo among them was followed by a new "
+                    "edit); they are kept, and Undo still takes them back step by step"
+                )
+        for record in reversed(live):
+            if self._travel(undo=record.op is not JournalOp.UNDO) is None:
+                raise EditError(f"could not take back '{record.label}'; the steps before it are kept")
+        current = self.segmentation
+        same = len(saved.layers) == len(current.layers) and all(
+            np.array_equal(a, b) for a, b in zip(saved.layers, current.layers, strict=True)
+        )
+        same = same and saved.segments == current.segments
+        self.record("recovery-discarded", {"steps": steps, "saved_journal_seq": saved_seq, "exact": same})
+        return same
 
     def record(self, action: str, details: Mapping[str, Any]) -> None:
         """Announce and audit something that changes no voxels (a proposal shown or rejected, an export, ...)."""

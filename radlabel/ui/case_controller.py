@@ -12,7 +12,6 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from radlabel.core.edit.request import Editable, EditMode, MaskingRules, Region
@@ -176,47 +175,14 @@ class CaseController(QObject):
         return self.try_call(self.session.redo)
 
     def discard_recovered(self) -> bool:
-        """Take back the steps `Session.open` replayed after the last save: the case is as it was saved.
-
-        The steps are walked back in reverse through the session (a replayed edit or redo is undone, a
-        replayed undo is redone), so the journal and the audit trail record each one, and Redo can still bring
-        them back; a ``recovery-discarded`` record follows. An undo followed by a new edit among the steps has
-        dropped what the walk would need; then nothing is changed, `error` says why and False is returned.
-        """
-        from radlabel.app.journal import JournalOp
-        from radlabel.app.session import SEGMENTATION_FILE
-        from radlabel.app.storage import load_segmentation
-
+        """`Session.discard_recovered` with the views redrawn once; False (and `error`) when the case is not
+        exactly as last saved afterwards or the steps could not be taken back."""
         session = self.require_session()
-        steps = session.recovered_steps
-        saved, saved_seq = load_segmentation(session.case_dir / SEGMENTATION_FILE)
-        records, _ = session.journal.read()
-        live = [r for r in records if r.seq > saved_seq and r.op is not JournalOp.SAVE]
-        undone = False
-        for record in live:
-            undone = undone or record.op is JournalOp.UNDO
-            if record.op is JournalOp.DO and undone:
-                self.error.emit(
-                    "the recovered steps cannot be discarded one by one (an undo among them was followed by a new "
-                    "edit); they are kept, and Undo still takes them back step by step"
-                )
-                return False
         with self.state.batch():
-            for record in reversed(live):
-                travel = session.redo if record.op is JournalOp.UNDO else session.undo
-                if self.try_call(travel) is None:
-                    self.error.emit(f"could not take back '{record.label}'; the steps before it are kept")
-                    return False
-        same = len(saved.layers) == len(session.segmentation.layers) and all(
-            np.array_equal(a, b) for a, b in zip(saved.layers, session.segmentation.layers, strict=True)
-        )
-        same = same and saved.segments == session.segmentation.segments
-        self.try_call(
-            session.record, "recovery-discarded", {"steps": steps, "saved_journal_seq": saved_seq, "exact": same}
-        )
-        if not same:
+            same = self.try_call(session.discard_recovered)
+        if same is False:
             self.error.emit("the case is not exactly as last saved after discarding; Redo brings the steps back")
-        return same
+        return bool(same)
 
     def keep_recovered(self) -> None:
         """Record that the user kept the steps `Session.open` replayed after the last save."""

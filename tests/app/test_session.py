@@ -326,3 +326,42 @@ def test_several_edits_are_one_undo_step_and_survive_reopening(tmp_path: Path) -
             np.testing.assert_array_equal(ours, theirs)
         reopened.undo()
         np.testing.assert_array_equal(reopened.segmentation.layers[0], before[0])
+
+
+def test_discard_recovered_goes_back_to_the_saved_state(tmp_path: Path, ct_source: tuple[Volume, Path]) -> None:
+    volume, source = ct_source
+    case = tmp_path / "case"
+    with Session.create(case, volume, source) as session:
+        seg = session.add_segment("Tumour")
+        session.edit("paint", {}, cube((1, 1, 1)), "add", seg.id)
+        session.save()
+        saved = session.segmentation.label_map().copy()
+        session.edit("paint", {}, cube((5, 5, 5)), "add", seg.id)
+        session.edit("paint", {}, cube((9, 9, 9)), "add", seg.id)
+        session.undo()
+    with Session.open(case) as reopened:
+        assert reopened.recovered_steps == 3
+        assert reopened.discard_recovered() is True
+        assert np.array_equal(reopened.segmentation.label_map(), saved)
+        actions = [r.action for r in reopened.audit.records()]
+        assert actions[-4:] == ["redo", "undo", "undo", "recovery-discarded"]  # the undo redone, both paints undone
+        reopened.redo()  # the work is still there to bring back
+        assert reopened.segmentation.label_map().sum() > saved.sum()
+
+
+def test_discard_recovered_refuses_when_an_undo_was_followed_by_an_edit(
+    tmp_path: Path, ct_source: tuple[Volume, Path]
+) -> None:
+    volume, source = ct_source
+    case = tmp_path / "case"
+    with Session.create(case, volume, source) as session:
+        seg = session.add_segment("Tumour")
+        session.save()
+        session.edit("paint", {}, cube((5, 5, 5)), "add", seg.id)
+        session.undo()
+        session.edit("paint", {}, cube((9, 9, 9)), "add", seg.id)
+    with Session.open(case) as reopened:
+        before = reopened.segmentation.label_map().copy()
+        with pytest.raises(EditError, match="cannot be discarded one by one"):
+            reopened.discard_recovered()
+        assert np.array_equal(reopened.segmentation.label_map(), before)
